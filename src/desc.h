@@ -1,0 +1,73 @@
+/*
+ * The kernel description: what the planner hands to every backend.
+ *
+ * Two halves, as FlashAttention's kernel traits plus its params struct:
+ *   what - shapes, strides, dtypes, scale and mask, copied from the call's
+ *          arguments and normalised (causal becomes window_right = 0, Dv = 0
+ *          becomes D, scale = 0 becomes 1/sqrt(D));
+ *   how  - tile sizes, the chosen microkernels, the work split and the
+ *          cache sizes they were derived from.
+ * Call-time pointers live in tileattn_forward_args, so a description can be
+ * planned once and reused. The struct holds plain values only, so the same
+ * bytes can be passed by value to a CUDA kernel.
+ */
+#ifndef TILEATTN_DESC_H
+#define TILEATTN_DESC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tileattn.h"
+
+struct ta_ukernels;
+
+typedef struct ta_desc {
+    /* --- what --- */
+    int64_t batch;
+    int64_t seqlen_q; /* for varlen: the longest sequence of Q */
+    int64_t seqlen_k; /* for varlen: the longest sequence of K */
+    int64_t heads_q;
+    int64_t heads_kv;
+    int64_t group; /* heads_q / heads_kv */
+    int64_t head_dim;
+    int64_t head_dim_v;
+    tileattn_dtype dtype;
+    int64_t q_stride[3]; /* b, s, h in elements */
+    int64_t k_stride[3];
+    int64_t v_stride[3];
+    int64_t o_stride[3];
+    float scale;
+    float softcap;        /* 0 = off */
+    int64_t window_left;  /* -1 = unbounded */
+    int64_t window_right; /* -1 = unbounded; causal sets 0 */
+    int top_left;         /* align the diagonal to the top left (offset 0) */
+    int varlen;
+    int has_alibi;
+    int64_t alibi_stride_b;
+    tileattn_bias_kind bias_kind;
+    tileattn_dtype bias_dtype;
+    int64_t bias_stride[3]; /* b, h, q */
+    int has_sinks;
+    int has_lse;
+
+    /* --- how --- */
+    int64_t block_q;     /* query rows per tile (Br) */
+    int64_t block_k;     /* keys per tile (Bc) */
+    int64_t num_q_tiles; /* ceil(seqlen_q / block_q) */
+    int64_t num_work;    /* batch * heads_q * num_q_tiles work items */
+    int num_threads;
+    size_t workspace_floats; /* per thread, padded to a cache line */
+    size_t l1d_bytes;        /* the cache sizes the tiles were derived from */
+    size_t l2_bytes;
+    size_t l3_bytes;
+    const struct ta_ukernels *uk;
+} ta_desc;
+
+/* Validates args (see tileattn_validate) and fills desc. */
+tileattn_status ta_plan(const tileattn_forward_args *args, ta_desc *desc);
+
+/* Argument checks shared by every entry point; allow_f64 admits F64 inputs
+ * (the reference). */
+tileattn_status ta_validate(const tileattn_forward_args *args, int allow_f64);
+
+#endif /* TILEATTN_DESC_H */

@@ -1,0 +1,75 @@
+/* Human-readable descriptions of the machine and of a plan (tileattn info). */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "desc.h"
+#include "dispatch.h"
+#include "tileattn_config.h"
+#include "topology.h"
+#include "ukernel.h"
+
+/* snprintf that appends and never overruns; truncation is silent. */
+static void append(char *buf, size_t len, size_t *used, const char *fmt, ...) {
+    if (*used >= len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *used, len - *used, fmt, ap);
+    va_end(ap);
+    if (n > 0) *used += (size_t)n < len - *used ? (size_t)n : len - *used - 1;
+}
+
+tileattn_status tileattn_describe_machine(char *buf, size_t len) {
+    if (!buf || len == 0) return TILEATTN_ERR_NULL_POINTER;
+    const ta_topology *t = ta_topology_get();
+    const ta_cpu_features *f = ta_cpu_features_get();
+    size_t used = 0;
+    buf[0] = '\0';
+    append(buf, len, &used, "tileattn %s\n", TILEATTN_VERSION);
+    append(buf, len, &used, "cores: %d (%d hardware threads)\n", t->cores, t->pus);
+    append(buf, len, &used, "caches (from %s): L1d %zu KiB, L2 %zu KiB per core, L3 %zu KiB\n",
+           t->source, t->l1d_bytes / 1024, t->l2_bytes / 1024, t->l3_bytes / 1024);
+    append(buf, len, &used,
+           "cpu features: avx2=%d fma=%d f16c=%d avx512f=%d avx512bw=%d avx512vl=%d "
+           "avx512dq=%d avx512_bf16=%d amx_tile=%d amx_bf16=%d\n",
+           f->avx2, f->fma, f->f16c, f->avx512f, f->avx512bw, f->avx512vl, f->avx512dq,
+           f->avx512_bf16, f->amx_tile, f->amx_bf16);
+    append(buf, len, &used, "microkernels: %s (%s)\n", tileattn_isa_name(), ta_dispatch_reason());
+    return TILEATTN_OK;
+}
+
+tileattn_status tileattn_describe_plan(const tileattn_forward_args *args, char *buf, size_t len) {
+    if (!buf || len == 0) return TILEATTN_ERR_NULL_POINTER;
+    ta_desc d;
+    tileattn_status st = ta_plan(args, &d);
+    if (st) return st;
+    static const char *dtype_names[] = {"float32", "float16", "bfloat16", "float64"};
+    size_t used = 0;
+    buf[0] = '\0';
+    append(buf, len, &used, "problem: B=%lld Sq=%lld Sk=%lld H=%lld Hk=%lld D=%lld Dv=%lld %s%s\n",
+           (long long)d.batch, (long long)d.seqlen_q, (long long)d.seqlen_k, (long long)d.heads_q,
+           (long long)d.heads_kv, (long long)d.head_dim, (long long)d.head_dim_v,
+           dtype_names[d.dtype], d.varlen ? " varlen (longest)" : "");
+    append(buf, len, &used, "scale %.6g, window (%lld, %lld) aligned %s%s%s%s%s\n", d.scale,
+           (long long)d.window_left, (long long)d.window_right,
+           d.top_left ? "top-left" : "bottom-right", d.softcap > 0 ? ", softcap" : "",
+           d.has_alibi ? ", alibi" : "",
+           d.bias_kind == TILEATTN_BIAS_ADDITIVE    ? ", bias"
+           : d.bias_kind == TILEATTN_BIAS_BOOL_MASK ? ", bool mask"
+                                                    : "",
+           d.has_sinks ? ", sinks" : "");
+    append(buf, len, &used, "microkernels: %s (register block %d x %d)\n", d.uk->isa, d.uk->mr,
+           d.uk->nr);
+    append(buf, len, &used,
+           "tiles: query %lld rows x key %lld columns (K+V panel %zu KiB, Q+S+O %zu KiB; "
+           "L2 %zu KiB)\n",
+           (long long)d.block_q, (long long)d.block_k,
+           (size_t)(d.block_k * (d.head_dim + d.head_dim_v) * 4) / 1024,
+           (size_t)(d.block_q * (d.head_dim + d.head_dim_v + d.block_k) * 4) / 1024,
+           d.l2_bytes / 1024);
+    append(buf, len, &used,
+           "work: %lld items (batch x heads x %lld query tiles), %d threads, "
+           "%zu KiB workspace per thread\n",
+           (long long)d.num_work, (long long)d.num_q_tiles, d.num_threads,
+           d.workspace_floats * sizeof(float) / 1024);
+    return TILEATTN_OK;
+}

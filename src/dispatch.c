@@ -1,0 +1,178 @@
+/*
+ * CPU feature detection (cpuid + xgetbv, so a feature the OS does not save
+ * on context switch is treated as absent) and the choice of microkernels.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "dispatch.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tileattn_config.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+static ta_cpu_features features;
+static pthread_once_t features_once = PTHREAD_ONCE_INIT;
+
+#if defined(__x86_64__) || defined(__i386__)
+static unsigned long long read_xcr0(void) {
+    unsigned int eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((unsigned long long)edx << 32) | eax;
+}
+
+static void detect_features(void) {
+    unsigned int eax, ebx, ecx, edx;
+    ta_cpu_features f = {0};
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) goto done;
+    int osxsave = (ecx >> 27) & 1;
+    f.fma = (ecx >> 12) & 1;
+    f.f16c = (ecx >> 29) & 1;
+    int avx = (ecx >> 28) & 1;
+    unsigned long long xcr0 = osxsave ? read_xcr0() : 0;
+    int os_ymm = (xcr0 & 0x6) == 0x6;         /* SSE and AVX state */
+    int os_zmm = (xcr0 & 0xe6) == 0xe6;       /* plus opmask and ZMM state */
+    int os_amx = (xcr0 & 0x60000) == 0x60000; /* XTILECFG and XTILEDATA */
+    if (!avx || !os_ymm) {
+        f.fma = f.f16c = 0;
+        goto done;
+    }
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) goto done;
+    f.avx2 = (ebx >> 5) & 1;
+    if (os_zmm) {
+        f.avx512f = (ebx >> 16) & 1;
+        f.avx512dq = (ebx >> 17) & 1;
+        f.avx512bw = (ebx >> 30) & 1;
+        f.avx512vl = (ebx >> 31) & 1;
+    }
+    if (os_amx) {
+        f.amx_bf16 = (edx >> 22) & 1;
+        f.amx_tile = (edx >> 24) & 1;
+    }
+    unsigned int eax1, ebx1, ecx1, edx1;
+    if (os_zmm && __get_cpuid_count(7, 1, &eax1, &ebx1, &ecx1, &edx1))
+        f.avx512_bf16 = (eax1 >> 5) & 1;
+done:
+    features = f;
+}
+#else
+static void detect_features(void) {
+    memset(&features, 0, sizeof features);
+}
+#endif
+
+const ta_cpu_features *ta_cpu_features_get(void) {
+    pthread_once(&features_once, detect_features);
+    return &features;
+}
+
+/* Candidate tables, best first, each with what it needs from the CPU. */
+typedef struct candidate {
+    const ta_ukernels *table;
+    const char *name;
+    int (*runs_here)(const ta_cpu_features *f);
+} candidate;
+
+#if TILEATTN_HAVE_X86_SIMD
+static int runs_avx512bf16(const ta_cpu_features *f) {
+    return f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->avx512_bf16;
+}
+static int runs_avx512(const ta_cpu_features *f) {
+    return f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq;
+}
+static int runs_avx2(const ta_cpu_features *f) {
+    return f->avx2 && f->fma && f->f16c;
+}
+#endif
+static int runs_anywhere(const ta_cpu_features *f) {
+    (void)f;
+    return 1;
+}
+
+static const candidate candidates[] = {
+#if TILEATTN_HAVE_X86_SIMD
+    {&ta_ukernels_avx512bf16, "avx512bf16", runs_avx512bf16},
+    {&ta_ukernels_avx512, "avx512", runs_avx512},
+    {&ta_ukernels_avx2, "avx2", runs_avx2},
+#endif
+    {&ta_ukernels_scalar, "scalar", runs_anywhere},
+};
+enum { NUM_CANDIDATES = sizeof candidates / sizeof candidates[0] };
+
+static const ta_ukernels *selected;
+static tileattn_status select_status;
+static char reason[256];
+static pthread_once_t select_once = PTHREAD_ONCE_INIT;
+
+static void select_ukernels(void) {
+    const ta_cpu_features *f = ta_cpu_features_get();
+    const char *forced = getenv("TILEATTN_ISA");
+    int best = -1, forced_index = -1;
+    for (int i = 0; i < NUM_CANDIDATES; i++) {
+        if (best < 0 && candidates[i].runs_here(f)) best = i;
+        if (forced && *forced && strcmp(forced, candidates[i].name) == 0) forced_index = i;
+    }
+    if (forced && *forced && forced_index < 0) {
+        /* A known ISA name that this build has no table for (e.g. avx512 on
+         * ARM) falls back like a CPU that lacks it; only nonsense is an error. */
+        static const char *known[] = {"scalar", "avx2", "avx512", "avx512bf16", "neon"};
+        int is_known = 0;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            if (strcmp(forced, known[i]) == 0) is_known = 1;
+        if (!is_known) {
+            select_status = TILEATTN_ERR_BAD_ISA;
+            snprintf(reason, sizeof reason, "TILEATTN_ISA=%s is not a known instruction set",
+                     forced);
+            return;
+        }
+        selected = candidates[best].table;
+        snprintf(reason, sizeof reason,
+                 "TILEATTN_ISA=%s has no kernels in this build; using %s, the best this CPU runs",
+                 forced, candidates[best].name);
+        return;
+    }
+    if (forced_index >= 0) {
+        /* Forcing may only lower the ISA: never pick what the CPU cannot run. */
+        int chosen = forced_index < best ? best : forced_index;
+        selected = candidates[chosen].table;
+        snprintf(reason, sizeof reason, "TILEATTN_ISA=%s%s", forced,
+                 chosen != forced_index ? " is beyond this CPU; using the best it runs" : "");
+        return;
+    }
+    selected = candidates[best].table;
+    snprintf(reason, sizeof reason, "the best instruction set this CPU and OS support");
+}
+
+const ta_ukernels *ta_ukernels_select(tileattn_status *status) {
+    pthread_once(&select_once, select_ukernels);
+    if (status) *status = select_status;
+    return selected;
+}
+
+const ta_ukernels *ta_ukernels_selected(void) {
+    const ta_ukernels *uk = ta_ukernels_select(NULL);
+    return uk ? uk : &ta_ukernels_scalar;
+}
+
+int ta_ukernels_all(const ta_ukernels **list, int max) {
+    const ta_cpu_features *f = ta_cpu_features_get();
+    int count = 0;
+    for (int i = NUM_CANDIDATES - 1; i >= 0 && count < max; i--)
+        if (candidates[i].runs_here(f)) list[count++] = candidates[i].table;
+    return count;
+}
+
+const char *ta_dispatch_reason(void) {
+    ta_ukernels_select(NULL);
+    return reason;
+}
+
+const char *tileattn_isa_name(void) {
+    const ta_ukernels *uk = ta_ukernels_select(NULL);
+    return uk ? uk->isa : "none (TILEATTN_ISA is invalid)";
+}

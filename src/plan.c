@@ -1,0 +1,145 @@
+/*
+ * The planner: arguments in, kernel description out.
+ *
+ * Tile sizes come from the cache sizes, the way BLIS derives its blocking
+ * from a context: the K and V panels of one key tile take a quarter of L2,
+ * the query tile with its score tile and accumulator another quarter, which
+ * leaves room for the output being written and the next tile's prefetch.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "desc.h"
+#include "dispatch.h"
+#include "tileattn_config.h"
+#include "topology.h"
+#include "ukernel.h"
+
+#if TILEATTN_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+enum {
+    MIN_BLOCK_K = 16,  /* below this the per-tile overhead dominates */
+    MAX_BLOCK_K = 512, /* PyTorch's CPU flash attention settles on 512 too */
+    MAX_BLOCK_Q = 256,
+    CACHE_LINE_FLOATS = 16,
+};
+
+static int64_t round_down(int64_t x, int64_t m) {
+    return x / m * m;
+}
+static int64_t round_up(int64_t x, int64_t m) {
+    return (x + m - 1) / m * m;
+}
+static int64_t clamp(int64_t x, int64_t lo, int64_t hi) {
+    return x < lo ? lo : x > hi ? hi : x;
+}
+static size_t pad_floats(int64_t n) {
+    return (size_t)round_up(n, CACHE_LINE_FLOATS);
+}
+
+static int default_threads(void) {
+#if TILEATTN_HAVE_OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Copies and normalises the "what" half. */
+static void describe_problem(const tileattn_forward_args *a, ta_desc *d) {
+    d->batch = a->batch;
+    d->heads_q = a->heads_q;
+    d->heads_kv = a->heads_kv;
+    d->group = a->heads_q / a->heads_kv;
+    d->head_dim = a->head_dim;
+    d->head_dim_v = a->head_dim_v ? a->head_dim_v : a->head_dim;
+    d->dtype = a->dtype;
+    d->varlen = a->cu_seqlens_q != NULL;
+    d->seqlen_q = a->seqlen_q;
+    d->seqlen_k = a->seqlen_k;
+    if (d->varlen) { /* the longest sequence sets the number of query tiles */
+        d->seqlen_q = d->seqlen_k = 0;
+        for (int64_t b = 0; b < a->batch; b++) {
+            int64_t lq = (int64_t)a->cu_seqlens_q[b + 1] - a->cu_seqlens_q[b];
+            int64_t lk = (int64_t)a->cu_seqlens_k[b + 1] - a->cu_seqlens_k[b];
+            if (lq > d->seqlen_q) d->seqlen_q = lq;
+            if (lk > d->seqlen_k) d->seqlen_k = lk;
+        }
+    }
+    const tileattn_tensor *in[3] = {&a->q, &a->k, &a->v};
+    int64_t *out[3] = {d->q_stride, d->k_stride, d->v_stride};
+    for (int t = 0; t < 3; t++) {
+        out[t][0] = d->varlen ? 0 : in[t]->stride_b;
+        out[t][1] = in[t]->stride_s;
+        out[t][2] = in[t]->stride_h;
+    }
+    d->o_stride[0] = d->varlen ? 0 : a->o.stride_b;
+    d->o_stride[1] = a->o.stride_s;
+    d->o_stride[2] = a->o.stride_h;
+
+    d->scale = a->scale > 0.0f ? a->scale : 1.0f / sqrtf((float)a->head_dim);
+    d->softcap = a->softcap;
+    d->window_left = a->window_left;
+    d->window_right = a->causal != TILEATTN_CAUSAL_NONE ? 0 : a->window_right;
+    d->top_left = a->causal == TILEATTN_CAUSAL_TOP_LEFT;
+    d->has_alibi = a->alibi_slopes != NULL;
+    d->alibi_stride_b = a->alibi_stride_b;
+    d->bias_kind = a->bias_kind;
+    d->bias_dtype = a->bias_dtype;
+    d->bias_stride[0] = a->bias_stride_b;
+    d->bias_stride[1] = a->bias_stride_h;
+    d->bias_stride[2] = a->bias_stride_q;
+    d->has_sinks = a->sinks != NULL;
+    d->has_lse = a->lse != NULL;
+}
+
+/* Chooses the "how" half: tiles from the caches, then the work split. */
+static void plan_tiles(const ta_ukernels *uk, int num_threads, ta_desc *d) {
+    const ta_topology *topo = ta_topology_get();
+    d->l1d_bytes = topo->l1d_bytes;
+    d->l2_bytes = topo->l2_bytes;
+    d->l3_bytes = topo->l3_bytes;
+    d->uk = uk;
+
+    int64_t budget_floats = (int64_t)(topo->l2_bytes / 4 / sizeof(float));
+    int64_t dk = d->head_dim, dv = d->head_dim_v;
+    int64_t sq = d->seqlen_q > 0 ? d->seqlen_q : 1; /* varlen batches may be all empty */
+    int64_t sk = d->seqlen_k > 0 ? d->seqlen_k : 1;
+
+    int64_t bk = round_down(budget_floats / (dk + dv), uk->nr > 16 ? uk->nr : 16);
+    bk = clamp(bk, MIN_BLOCK_K, MAX_BLOCK_K);
+    bk = round_down(bk, uk->nr) ? round_down(bk, uk->nr) : uk->nr;
+    d->block_k = bk < round_up(sk, uk->nr) ? bk : round_up(sk, uk->nr);
+
+    int64_t bq = round_down(budget_floats / (dk + dv + d->block_k), uk->mr);
+    bq = clamp(bq, uk->mr, round_down(MAX_BLOCK_Q, uk->mr));
+    bq = bq < round_up(sq, uk->mr) ? bq : round_up(sq, uk->mr);
+
+    /* Enough work items to keep every thread busy (and to balance causal
+     * rows): shrink the query tile before leaving threads idle. */
+    d->num_threads = num_threads > 0 ? num_threads : default_threads();
+    int64_t heads = d->batch * d->heads_q;
+    while (bq > uk->mr && heads * ((sq + bq - 1) / bq) < 4 * (int64_t)d->num_threads)
+        bq = round_up(bq / 2, uk->mr);
+    d->block_q = bq;
+    d->num_q_tiles = (d->seqlen_q + bq - 1) / bq;
+    d->num_work = heads * d->num_q_tiles;
+    if (d->num_work < d->num_threads) d->num_threads = (int)(d->num_work > 0 ? d->num_work : 1);
+
+    d->workspace_floats = pad_floats(bq * dk) + pad_floats(bq * d->block_k) + pad_floats(bq * dv) +
+                          2 * pad_floats(bq) + pad_floats(uk->packed_k_floats(d->block_k, dk)) +
+                          pad_floats(uk->packed_v_floats(d->block_k, dv));
+}
+
+tileattn_status ta_plan(const tileattn_forward_args *args, ta_desc *desc) {
+    tileattn_status st = ta_validate(args, 0);
+    if (st) return st;
+    const ta_ukernels *uk = ta_ukernels_select(&st);
+    if (st) return st;
+    *desc = (ta_desc){0};
+    describe_problem(args, desc);
+    plan_tiles(uk, args->num_threads, desc);
+    return TILEATTN_OK;
+}

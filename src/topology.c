@@ -1,0 +1,118 @@
+/*
+ * Cache sizes from hwloc, with a Linux sysfs fallback, and conservative
+ * defaults when neither answers. The tiles are sized from these numbers,
+ * so L1/L2 play the role of a GPU's shared memory.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "topology.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tileattn_config.h"
+
+#if TILEATTN_HAVE_HWLOC
+#include <hwloc.h>
+#endif
+
+static ta_topology topology;
+static pthread_once_t topology_once = PTHREAD_ONCE_INIT;
+
+#if TILEATTN_HAVE_HWLOC
+/* The caches above the first core, and the core and PU counts. */
+static int read_hwloc(ta_topology *t) {
+    hwloc_topology_t topo;
+    if (hwloc_topology_init(&topo) != 0) return 0;
+    if (hwloc_topology_load(topo) != 0) {
+        hwloc_topology_destroy(topo);
+        return 0;
+    }
+    hwloc_obj_t pu = hwloc_get_obj_by_type(topo, HWLOC_OBJ_PU, 0);
+    for (hwloc_obj_t o = pu ? pu->parent : NULL; o; o = o->parent) {
+        if (!hwloc_obj_type_is_dcache(o->type) || !o->attr) continue;
+        size_t size = (size_t)o->attr->cache.size;
+        int sharing = hwloc_get_nbobjs_inside_cpuset_by_type(topo, o->cpuset, HWLOC_OBJ_CORE);
+        if (sharing < 1) sharing = 1;
+        switch (o->attr->cache.depth) {
+        case 1: t->l1d_bytes = size; break;
+        case 2: t->l2_bytes = size / (size_t)sharing; break;
+        case 3: t->l3_bytes = size; break;
+        default: break;
+        }
+    }
+    t->cores = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
+    t->pus = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
+    hwloc_topology_destroy(topo);
+    return t->l1d_bytes && t->l2_bytes;
+}
+#endif
+
+static size_t read_sysfs_size(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char buf[64] = {0};
+    size_t got = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    if (got == 0) return 0;
+    char *end;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (*end == 'K')
+        v *= 1024ull;
+    else if (*end == 'M')
+        v *= 1024ull * 1024ull;
+    return (size_t)v;
+}
+
+/* /sys/devices/system/cpu/cpu0/cache/indexN/{level,type,size,shared_cpu_list}. */
+static int read_sysfs(ta_topology *t) {
+    for (int idx = 0; idx < 8; idx++) {
+        char path[128], type[32] = {0};
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", idx);
+        FILE *f = fopen(path, "r");
+        if (!f) break;
+        size_t got = fread(type, 1, sizeof type - 1, f);
+        fclose(f);
+        if (got == 0 || strncmp(type, "Instruction", 11) == 0) continue;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", idx);
+        size_t level = read_sysfs_size(path);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", idx);
+        size_t size = read_sysfs_size(path);
+        if (level == 1)
+            t->l1d_bytes = size;
+        else if (level == 2)
+            t->l2_bytes = size;
+        else if (level == 3)
+            t->l3_bytes = size;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    t->pus = n > 0 ? (int)n : 1;
+    t->cores = t->pus;
+    return t->l1d_bytes && t->l2_bytes;
+}
+
+static void read_topology(void) {
+    ta_topology t = {0};
+    t.source = "defaults";
+#if TILEATTN_HAVE_HWLOC
+    if (read_hwloc(&t))
+        t.source = "hwloc";
+    else
+#endif
+        if (read_sysfs(&t))
+        t.source = "sysfs";
+    /* Conservative defaults (a 2015-era core) for whatever is still unknown. */
+    if (!t.l1d_bytes) t.l1d_bytes = 32 * 1024;
+    if (!t.l2_bytes) t.l2_bytes = 256 * 1024;
+    if (!t.l3_bytes) t.l3_bytes = 8 * 1024 * 1024;
+    if (t.cores < 1) t.cores = 1;
+    if (t.pus < t.cores) t.pus = t.cores;
+    topology = t;
+}
+
+const ta_topology *ta_topology_get(void) {
+    pthread_once(&topology_once, read_topology);
+    return &topology;
+}

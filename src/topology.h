@@ -1,0 +1,19 @@
+/* What the planner needs to know about the machine: cache sizes and cores. */
+#ifndef TILEATTN_TOPOLOGY_H
+#define TILEATTN_TOPOLOGY_H
+
+#include <stddef.h>
+
+typedef struct ta_topology {
+    size_t l1d_bytes;   /* per core */
+    size_t l2_bytes;    /* per core (an L2 shared by a cluster is divided among its cores) */
+    size_t l3_bytes;    /* whole last-level cache */
+    int cores;          /* physical cores */
+    int pus;            /* hardware threads */
+    const char *source; /* "hwloc", "sysfs" or "defaults" */
+} ta_topology;
+
+/* Read once (thread-safe), then cached for the life of the process. */
+const ta_topology *ta_topology_get(void);
+
+#endif /* TILEATTN_TOPOLOGY_H */

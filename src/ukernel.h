@@ -1,0 +1,72 @@
+/*
+ * The microkernel table: the only seam between the FlashAttention-2 driver
+ * (forward.c) and the SIMD code under simd/. One table per instruction set;
+ * dispatch.c picks one, once. A microkernel takes plain data (sizes,
+ * pointers, leading dimensions), never allocates, starts threads or checks
+ * the CPU.
+ *
+ * The three steps of one (query tile x key tile) update, for an m x n tile:
+ *   qk:      S[m x n]  = Q[m x D] . K[n x D]^T   (Q already multiplied by scale)
+ *   softmax: online-softmax update of S in place into P, with the running
+ *            row max and row sum, and the rescale of the accumulator O
+ *   pv:      O[m x Dv] += P[m x n] . V[n x Dv]
+ * Each kernel reads K and V from a packed panel made by its own pack
+ * function, once per key tile, in whatever layout it streams fastest.
+ */
+#ifndef TILEATTN_UKERNEL_H
+#define TILEATTN_UKERNEL_H
+
+#include <stdint.h>
+
+#include "tileattn.h"
+
+typedef struct ta_ukernels {
+    const char *isa; /* "scalar", "avx2", "avx512", ... */
+    int mr;          /* query rows the register block holds; block_q is a multiple */
+    int nr;          /* keys the register block holds; block_k is a multiple */
+
+    /* Convert rows of a tensor (dtype, row stride in elements) into float32
+     * rows of length dim, multiplied by mul, at dst with leading dimension
+     * ld_dst (>= dim; the tail up to ld_dst is zero-filled). Used for Q. */
+    void (*load_rows)(int64_t rows, int64_t dim, const void *src, tileattn_dtype dtype,
+                      int64_t stride, float mul, float *dst, int64_t ld_dst);
+
+    /* Pack n key rows (dtype, stride in elements) of length d into the panel
+     * that qk reads; packed_k_floats(n, d) floats are written. */
+    void (*pack_k)(int64_t n, int64_t d, const void *src, tileattn_dtype dtype, int64_t stride,
+                   float *panel);
+    int64_t (*packed_k_floats)(int64_t n, int64_t d);
+
+    /* Pack n value rows of length dv into the panel that pv reads. */
+    void (*pack_v)(int64_t n, int64_t dv, const void *src, tileattn_dtype dtype, int64_t stride,
+                   float *panel);
+    int64_t (*packed_v_floats)(int64_t n, int64_t dv);
+
+    /* S[i*lds + j] = sum_c q[i*ldq + c] * K[j][c] for i < m, j < n. */
+    void (*qk)(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq, const float *k_panel,
+               float *s, int64_t lds);
+
+    /* For each row i < m of S (masked entries are -inf):
+     *   new_max = max(row_max[i], max_j S[i][j]);  (a row still at -inf is left alone)
+     *   alpha   = exp(row_max[i] - new_max);
+     *   S[i][j] = exp(S[i][j] - new_max);           (P, in place)
+     *   row_sum[i] = row_sum[i] * alpha + sum_j P[i][j];
+     *   O[i][0..dv) *= alpha                        (only when alpha != 1)
+     *   row_max[i] = new_max. */
+    void (*softmax)(int64_t m, int64_t n, float *s, int64_t lds, float *row_max, float *row_sum,
+                    float *o, int64_t ldo, int64_t dv);
+
+    /* O[i*ldo + c] += sum_j P[i*ldp + j] * V[j][c] for i < m, c < dv. */
+    void (*pv)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp, const float *v_panel,
+               float *o, int64_t ldo);
+} ta_ukernels;
+
+/* The portable C microkernels, available everywhere. */
+extern const ta_ukernels ta_ukernels_scalar;
+
+/* x86-64 tables (simd/x86/), built when the compiler targets x86-64. */
+extern const ta_ukernels ta_ukernels_avx2;
+extern const ta_ukernels ta_ukernels_avx512;
+extern const ta_ukernels ta_ukernels_avx512bf16;
+
+#endif /* TILEATTN_UKERNEL_H */
