@@ -48,6 +48,7 @@ typedef enum tileattn_status {
     TILEATTN_ERR_UNSUPPORTED,    /* a valid combination that is not implemented */
     TILEATTN_ERR_OUT_OF_MEMORY,  /* a workspace allocation failed */
     TILEATTN_ERR_BAD_ISA,        /* TILEATTN_ISA names an unknown instruction set */
+    TILEATTN_ERR_DEVICE,         /* the GPU runtime failed (tileattn_cuda_last_error_string) */
 } tileattn_status;
 
 /* A short, static, human-readable message for a status. Never NULL. */
@@ -203,6 +204,241 @@ tileattn_status tileattn_describe_plan(const tileattn_forward_args *args, char *
  * "avx512", "avx512bf16", "neon"...). Chosen once, at first use, from the CPU
  * and OS; the environment variable TILEATTN_ISA may force a lower one. */
 const char *tileattn_isa_name(void);
+
+/* ==================================================================== */
+/* Inference decoding with a KV cache (flash_attn_with_kvcache)           */
+/* ==================================================================== */
+/*
+ * A few new query tokens per sequence (Sq_new: 1 for plain decoding, up to a
+ * few dozen for speculative decoding) attend to the keys already in a KV
+ * cache, optionally after appending their own keys and values to it:
+ *
+ *   Q      [B, Sq_new, H,  D ]     O   [B, Sq_new, H, Dv]   LSE [B, H, Sq_new] float32
+ *   K_new  [B, Sq_new, Hk, D ]     V_new [B, Sq_new, Hk, Dv]      (optional)
+ *   cache_seqlens [B] int32: tokens already in the cache of sequence b
+ *
+ * The cache is either contiguous,
+ *   K cache [B, S_max, Hk, D],  V cache [B, S_max, Hk, Dv],
+ * or paged (vLLM's PagedAttention): a pool of fixed-size blocks and a block
+ * table mapping each sequence's logical blocks to physical ones,
+ *   K pool [num_blocks, block_size, Hk, D],  V pool [num_blocks, block_size, Hk, Dv],
+ *   block_table [B, max_blocks_per_seq] int32,
+ * so key j of sequence b lives in block block_table[b][j / block_size] at
+ * slot j % block_size.
+ *
+ * With K_new/V_new, the new tokens are first written into the cache at
+ * positions cache_seqlens[b] .. cache_seqlens[b] + Sq_new - 1 (through the
+ * block table when paged), and the sequence then has
+ *   Sk_b = cache_seqlens[b] + Sq_new keys;
+ * without them, Sk_b = cache_seqlens[b]. cache_seqlens itself is not
+ * changed: the caller advances it. Query i (0 <= i < Sq_new) then attends
+ * exactly as in tileattn_forward_args with Sq = Sq_new, Sk = Sk_b and the
+ * bottom-right alignment off = Sk_b - Sq_new: causal lets new token i see keys
+ * j <= cache_seqlens[b] + i (with the append); window, softcap, ALiBi and
+ * sinks follow the same formulas. A row that sees no key (and has no sink)
+ * gets O = 0 and LSE = -inf.
+ *
+ * dtypes: Q, K_new, V_new and O share `dtype` (F32, F16 or BF16); the cache
+ * has its own `cache_dtype` (F32, F16, BF16 or INT8) and new tokens are
+ * converted to it (round to nearest even) when appended. Accumulation is
+ * float32.
+ *
+ * INT8 caches are symmetric int8 with one float32 scale per (block, KV head)
+ * for K and one for V: value = scale * q, q in [-127, 127]. For a paged cache
+ * the scales are [num_blocks, Hk]; a contiguous cache is cut into blocks of
+ * block_size tokens along S and its scales are
+ * [B, ceil(S_max / block_size), Hk]. Appending quantizes the new tokens with
+ * the block's scale; when a new value needs a larger scale, the block's
+ * existing tokens are requantized to it (each requantization rounds once
+ * more). A block whose first appended slot is slot 0 starts fresh: its old
+ * scale and contents are ignored, so scales need no initialisation.
+ * Accuracy, measured against the float64 reference on the unquantized data
+ * (tests/test_decode.c): see tileattn_decode.
+ *
+ * GQA/MQA: the H / Hk query heads that share a KV head, times the Sq_new
+ * rows, form one query tile, so each KV byte is read from memory once. When
+ * B x Hk leaves threads idle, the keys of a sequence are split into chunks
+ * processed by different threads and merged with their log-sum-exps
+ * (flash-decoding); tileattn_describe_decode prints the split chosen.
+ */
+
+/* Element type of a KV cache: the storage dtypes, plus symmetric int8 with
+ * per-block scales. */
+typedef enum tileattn_cache_dtype {
+    TILEATTN_CACHE_F32 = TILEATTN_F32,
+    TILEATTN_CACHE_F16 = TILEATTN_F16,
+    TILEATTN_CACHE_BF16 = TILEATTN_BF16,
+    TILEATTN_CACHE_INT8 = 16,
+} tileattn_cache_dtype;
+
+/* Everything one decoding call needs. Initialise it with
+ * tileattn_decode_args_init, then fill what you use: every optional field's
+ * zero (or init) value means "off". */
+typedef struct tileattn_decode_args {
+    /* Shapes. */
+    int64_t batch;        /* B */
+    int64_t seqlen_new;   /* Sq_new >= 1: query rows per sequence (and new tokens, with K_new) */
+    int64_t heads_q;      /* H */
+    int64_t heads_kv;     /* Hk: H % Hk == 0; query head h reads KV head h / (H / Hk) */
+    int64_t head_dim;     /* D, 1..TILEATTN_MAX_HEAD_DIM */
+    int64_t head_dim_v;   /* Dv, 1..TILEATTN_MAX_HEAD_DIM; 0 means Dv = D */
+    tileattn_dtype dtype; /* Q, K_new, V_new, O: F32, F16 or BF16 */
+    tileattn_cache_dtype cache_dtype; /* the K and V caches */
+
+    tileattn_tensor q;     /* [B, Sq_new, H, D] */
+    tileattn_tensor_out o; /* [B, Sq_new, H, Dv]; must not overlap anything else */
+    float *lse;            /* optional: [B, H, Sq_new], contiguous */
+
+    /* The cache. Strides of the first axis are per sequence (contiguous) or
+     * per block (paged), the second per token (slot), the third per head. The
+     * caches are written only when k_new is set. */
+    tileattn_tensor_out k_cache;  /* [B, S_max, Hk, D] or [num_blocks, block_size, Hk, D] */
+    tileattn_tensor_out v_cache;  /* [B, S_max, Hk, Dv] or [num_blocks, block_size, Hk, Dv] */
+    int64_t max_seqlen_cache;     /* S_max, contiguous cache only: its capacity */
+    const int32_t *cache_seqlens; /* [B]: 0 <= cache_seqlens[b] <= capacity */
+
+    /* Paging: block_table != NULL selects the paged cache. Entries
+     * block_table[b * block_table_stride + k] for the blocks that sequence b
+     * uses (k < ceil(Sk_b / block_size)) must lie in [0, num_blocks); the
+     * rest are never read. The capacity of a sequence is
+     * max_blocks_per_seq * block_size. A block that receives appended
+     * tokens must belong to one sequence only (shared prefix blocks are
+     * fine as long as they are full). */
+    const int32_t *block_table; /* [B, max_blocks_per_seq] */
+    int64_t block_table_stride; /* elements between rows; 0 = max_blocks_per_seq */
+    int64_t num_blocks;
+    int64_t block_size; /* tokens per block (paged); int8 scale group (both) */
+    int64_t max_blocks_per_seq;
+
+    /* INT8 caches only: per-(block, KV head) scales, contiguous, see above.
+     * Written when tokens are appended. */
+    float *k_scales;
+    float *v_scales;
+
+    /* Optional new tokens, both or neither: [B, Sq_new, Hk, D] and
+     * [B, Sq_new, Hk, Dv] in `dtype`. */
+    tileattn_tensor k_new;
+    tileattn_tensor v_new;
+
+    /* Scaling and masking, as in tileattn_forward_args (bottom-right
+     * alignment only: causal is 0 or 1). */
+    float scale;               /* 0 means 1/sqrt(D); must be finite and >= 0 */
+    int causal;                /* 1: window_right = 0 */
+    int64_t window_left;       /* -1 = unbounded */
+    int64_t window_right;      /* -1 = unbounded */
+    float softcap;             /* 0 = off */
+    const float *alibi_slopes; /* [H] or [B, alibi_stride_b] */
+    int64_t alibi_stride_b;    /* 0 = one slope vector shared by all batches */
+    const float *sinks;        /* [H] float32 logits, or NULL */
+
+    /* Threads: 0 = OpenMP's default (OMP_NUM_THREADS, else all cores). */
+    int num_threads;
+} tileattn_decode_args;
+
+/* Sets args to the defaults: everything zero or off, windows -1, dtypes
+ * F32, contiguous cache. */
+void tileattn_decode_args_init(tileattn_decode_args *args);
+
+/* Checks args without computing or writing anything, including every used
+ * block-table entry and cache length. Errors: TILEATTN_ERR_NULL_POINTER,
+ * TILEATTN_ERR_BAD_SIZE (a cache length negative or beyond capacity, before
+ * or after the append; a block-table entry outside [0, num_blocks)),
+ * TILEATTN_ERR_SHAPE_MISMATCH (a block receiving appended tokens from two
+ * sequences; overlapping strides), TILEATTN_ERR_OVERFLOW, TILEATTN_ERR_BAD_VALUE,
+ * TILEATTN_ERR_BAD_DTYPE. */
+tileattn_status tileattn_validate_decode(const tileattn_decode_args *args);
+
+/* Decoding attention: appends K_new/V_new (if set) into the cache, then
+ * writes O and, when args->lse is set, LSE. Everything is validated before
+ * anything is read from the cache or written; on error nothing is written.
+ * Accuracy: float32 accumulation, as tileattn_forward. With an INT8 cache
+ * the quantization error dominates: on N(0,1) data (D=128, a few hundred
+ * keys) O differs from the float64 reference on the unquantized values by
+ * about 1e-2 * max|V| at most (stated and tested in tests/test_decode.c). */
+tileattn_status tileattn_decode(const tileattn_decode_args *args);
+
+/* The float64 reference of the attention part, one query row at a time.
+ * It never writes the cache: when k_new is set, the keys at positions
+ * cache_seqlens[b] .. + Sq_new - 1 are read from the cache, so call it after
+ * the tokens were appended (e.g. after tileattn_decode). Writes O contiguous
+ * [B, Sq_new, H, Dv] and, if lse is not NULL, LSE [B, H, Sq_new], float64.
+ * args->o and args->lse are ignored. Single-threaded and slow by design. */
+tileattn_status tileattn_reference_decode(const tileattn_decode_args *args, double *o, double *lse);
+
+/* Writes into buf the plan tileattn_decode would use for args: query tile
+ * (GQA packing), key tile, split-KV count and why, threads. Pointers in args
+ * are read (block table, cache lengths) but nothing is written. */
+tileattn_status tileattn_describe_decode(const tileattn_decode_args *args, char *buf, size_t len);
+
+/* ======================================================================
+ * The backward pass (FlashAttention-2's algorithm): dQ, dK, dV
+ * ======================================================================
+ *
+ * Given the forward's inputs, its output O and log-sum-exp LSE, and the
+ * gradient of a loss with respect to O (dO), computes the gradients with
+ * respect to Q, K and V - and optionally the sinks - without ever holding
+ * an Sq x Sk matrix. For one query row i (P_ij = exp(s_ij - LSE_i)):
+ *   Delta_i  = sum_c dO_ic O_ic                     (= sum_j P_ij dP_ij)
+ *   dV_j    += P_ij dO_i
+ *   dP_ij    = dO_i . v_j
+ *   dS_ij    = P_ij (dP_ij - Delta_i)               (gradient of the final score)
+ *   dS_ij   *= 1 - tanh^2(scale q_i.k_j / softcap)   if softcap > 0
+ *   dQ_i    += scale dS_ij k_j,   dK_j += scale dS_ij q_i
+ * ALiBi, the additive bias and the boolean mask are constants: they shape P
+ * but receive no gradient (the bias's gradient would be dS itself, an
+ * Sq x Sk tensor, which this O(N)-memory pass does not form). A sink joins
+ * the denominator as a logit with no value, so its gradient is
+ *   d_sinks[h] = - sum over b, i of exp(sink_h - LSE_bhi) Delta_bhi.
+ * With GQA/MQA, dK and dV sum over the query heads of a group.
+ *
+ * Determinism: no floating-point atomics. Every output element is summed in
+ * an order fixed by the shapes alone, so two calls give the same bits, and
+ * so do calls with different num_threads. */
+
+/* Everything one backward call needs. fwd describes the forward exactly as
+ * it was called (shapes, dtype, Q, K, V, every mask option, varlen,
+ * num_threads); fwd.o and fwd.lse are ignored - O and LSE come from the
+ * fields below. Gradients take fwd.dtype and are accumulated in float32.
+ * Outputs must not overlap each other or any input. */
+typedef struct tileattn_backward_args {
+    tileattn_forward_args fwd;
+    tileattn_tensor o;      /* the forward's O [B, Sq, H, Dv] (any strides, dim contiguous) */
+    tileattn_tensor d_o;    /* dL/dO, same shape as O, dtype fwd.dtype */
+    const float *lse;       /* the forward's LSE [B, H, Sq] (or [H, total_q]), float32 */
+    tileattn_tensor_out dq; /* dL/dQ [B, Sq, H, D]  */
+    tileattn_tensor_out dk; /* dL/dK [B, Sk, Hk, D] */
+    tileattn_tensor_out dv; /* dL/dV [B, Sk, Hk, Dv] */
+    float *d_sinks;         /* optional: dL/dsinks [H] float32 (needs fwd.sinks) */
+} tileattn_backward_args;
+
+/* Sets args to the defaults: fwd as tileattn_forward_args_init, every
+ * pointer NULL. */
+void tileattn_backward_args_init(tileattn_backward_args *args);
+
+/* Checks args without computing anything (what tileattn_backward runs
+ * first): the forward's checks, plus O, dO, LSE and the three gradients
+ * present, their views inside int64/size_t and the gradients' views never
+ * writing one element twice. d_sinks without fwd.sinks is BAD_VALUE. */
+tileattn_status tileattn_validate_backward(const tileattn_backward_args *args);
+
+/* The attention backward (FlashAttention-2 algorithm): writes dQ, dK, dV
+ * and, when d_sinks is set, dL/dsinks. Parallel over (batch, KV head, a
+ * fixed group of KV tiles); dQ is reduced over those groups in a fixed
+ * order afterwards. Extra memory: O(threads x tile) plus a float32 dQ
+ * accumulator per KV-tile group (at most 8 groups, fewer when batch x heads
+ * already gives enough parallel work): O(Sq) per head, never O(Sq x Sk).
+ * On error nothing is written. */
+tileattn_status tileattn_backward(const tileattn_backward_args *args);
+
+/* The float64 reference backward: the formulas above computed plainly,
+ * one query row at a time, with P recomputed in double precision from Q
+ * and K (args->o, args->lse, args->dq/dk/dv and args->d_sinks are ignored;
+ * inputs may be TILEATTN_F64). Writes contiguous float64 arrays:
+ * dq [B, Sq, H, D] (or [total_q, H, D]), dk [B, Sk, Hk, D], dv [B, Sk, Hk,
+ * Dv] (or [total_k, ...]) and, if d_sinks is not NULL (fwd.sinks must be
+ * set), d_sinks [H]. Slow by design: O(Sq * Sk * (D + Dv)) per head. */
+tileattn_status tileattn_reference_backward(const tileattn_backward_args *args, double *dq,
+                                            double *dk, double *dv, double *d_sinks);
 
 #ifdef __cplusplus
 }

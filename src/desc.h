@@ -51,8 +51,9 @@ typedef struct ta_desc {
     int has_lse;
 
     /* --- how --- */
-    int64_t block_q;     /* query rows per tile (Br) */
-    int64_t block_k;     /* keys per tile (Bc) */
+    int64_t block_q;     /* query rows per work item; its packed K/V blocks are shared */
+    int64_t block_r;     /* query rows per sub-tile (Br): S is block_r x block_k */
+    int64_t block_k;     /* keys per K/V block (Bc) */
     int64_t num_q_tiles; /* ceil(seqlen_q / block_q) */
     int64_t num_work;    /* batch * heads_q * num_q_tiles work items */
     int num_threads;
@@ -66,8 +67,18 @@ typedef struct ta_desc {
 /* Validates args (see tileattn_validate) and fills desc. */
 tileattn_status ta_plan(const tileattn_forward_args *args, ta_desc *desc);
 
-/* Argument checks shared by every entry point; allow_f64 admits F64 inputs
- * (the reference). */
-tileattn_status ta_validate(const tileattn_forward_args *args, int allow_f64);
+/* Argument checks shared by every entry point. The reference admits F64
+ * inputs and writes its own arrays, so it skips the checks on args->o. */
+typedef enum ta_validate_mode { TA_VALIDATE_KERNEL, TA_VALIDATE_REFERENCE } ta_validate_mode;
+tileattn_status ta_validate(const tileattn_forward_args *args, ta_validate_mode mode);
+
+/* Checks that every offset of a [n0, n1, n2, dim] view (strides in
+ * elements, any sign) fits in ptrdiff_t, in elements and in bytes. */
+tileattn_status ta_check_view(const int64_t n[3], const int64_t stride[3], int64_t dim,
+                              size_t elem_size);
+
+/* Whether no two elements of a [n0, n1, n2, dim] view share an address
+ * (an output must not be written twice). Call after ta_check_view. */
+int ta_view_is_injective(const int64_t n[3], const int64_t stride[3], int64_t dim);
 
 #endif /* TILEATTN_DESC_H */

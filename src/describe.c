@@ -1,5 +1,6 @@
 /* Human-readable descriptions of the machine and of a plan (tileattn info). */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "desc.h"
@@ -39,8 +40,18 @@ tileattn_status tileattn_describe_machine(char *buf, size_t len) {
 
 tileattn_status tileattn_describe_plan(const tileattn_forward_args *args, char *buf, size_t len) {
     if (!buf || len == 0) return TILEATTN_ERR_NULL_POINTER;
+    if (!args) return TILEATTN_ERR_NULL_POINTER;
+    /* A plan depends on shapes only: stand in for absent data pointers so
+     * that validation judges everything else. */
+    static const float stand_in[1];
+    tileattn_forward_args a = *args;
+    if (!a.q.data) a.q.data = stand_in;
+    if (!a.k.data) a.k.data = stand_in;
+    if (!a.v.data) a.v.data = stand_in;
+    if (!a.o.data) a.o.data = (void *)(uintptr_t)stand_in; /* never written */
+    if (a.bias_kind != TILEATTN_BIAS_NONE && !a.bias) a.bias = stand_in;
     ta_desc d;
-    tileattn_status st = ta_plan(args, &d);
+    tileattn_status st = ta_plan(&a, &d);
     if (st) return st;
     static const char *dtype_names[] = {"float32", "float16", "bfloat16", "float64"};
     size_t used = 0;
@@ -60,14 +71,18 @@ tileattn_status tileattn_describe_plan(const tileattn_forward_args *args, char *
     append(buf, len, &used, "microkernels: %s (register block %d x %d)\n", d.uk->isa, d.uk->mr,
            d.uk->nr);
     append(buf, len, &used,
-           "tiles: query %lld rows x key %lld columns (K+V panel %zu KiB, Q+S+O %zu KiB; "
-           "L2 %zu KiB)\n",
-           (long long)d.block_q, (long long)d.block_k,
-           (size_t)(d.block_k * (d.head_dim + d.head_dim_v) * 4) / 1024,
-           (size_t)(d.block_q * (d.head_dim + d.head_dim_v + d.block_k) * 4) / 1024,
-           d.l2_bytes / 1024);
+           "tiles: work item %lld query rows, sub-tile %lld rows x K/V block %lld keys "
+           "(packed K+V %zu KiB shared by %lld sub-tiles; item Q+O %zu KiB; S %zu KiB; "
+           "L1d %zu KiB, L2 %zu KiB)\n",
+           (long long)d.block_q, (long long)d.block_r, (long long)d.block_k,
+           (size_t)(d.uk->packed_k_floats(d.block_k, d.head_dim) +
+                    d.uk->packed_v_floats(d.block_k, d.head_dim_v)) *
+               4 / 1024,
+           (long long)((d.block_q + d.block_r - 1) / d.block_r),
+           (size_t)(d.block_q * (d.head_dim + d.head_dim_v) * 4) / 1024,
+           (size_t)(d.block_r * d.block_k * 4) / 1024, d.l1d_bytes / 1024, d.l2_bytes / 1024);
     append(buf, len, &used,
-           "work: %lld items (batch x heads x %lld query tiles), %d threads, "
+           "work: %lld items (batch x heads x %lld query blocks), longest first, %d threads, "
            "%zu KiB workspace per thread\n",
            (long long)d.num_work, (long long)d.num_q_tiles, d.num_threads,
            d.workspace_floats * sizeof(float) / 1024);

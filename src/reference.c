@@ -98,7 +98,7 @@ static void reference_row(const tileattn_forward_args *a, const sequence *seq, c
 
 tileattn_status tileattn_reference_forward(const tileattn_forward_args *args, double *o,
                                            double *lse) {
-    tileattn_status st = ta_validate(args, 1);
+    tileattn_status st = ta_validate(args, TA_VALIDATE_REFERENCE);
     if (st) return st;
     if (!o) return TILEATTN_ERR_NULL_POINTER;
     const tileattn_forward_args *a = args;

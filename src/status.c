@@ -16,6 +16,7 @@ const char *tileattn_status_string(tileattn_status status) {
     case TILEATTN_ERR_OUT_OF_MEMORY: return "out of memory";
     case TILEATTN_ERR_BAD_ISA:
         return "TILEATTN_ISA names an unknown instruction set (scalar, avx2, avx512, avx512bf16)";
+    case TILEATTN_ERR_DEVICE: return "the GPU runtime failed (see tileattn_cuda_last_error_string)";
     }
     return "unknown status code";
 }

@@ -11,7 +11,12 @@
  *            row max and row sum, and the rescale of the accumulator O
  *   pv:      O[m x Dv] += P[m x n] . V[n x Dv]
  * Each kernel reads K and V from a packed panel made by its own pack
- * function, once per key tile, in whatever layout it streams fastest.
+ * function, once per key block, in whatever layout it streams fastest.
+ * One packed block serves many calls: the driver calls qk, softmax and pv
+ * on any group of rows (m <= block_r) and on any prefix of the packed keys
+ * (n <= the n that was packed: on the mask's boundary each register block
+ * of mr rows stops at its last visible key), so a panel layout must make a
+ * prefix of the keys readable without knowing the packed n.
  */
 #ifndef TILEATTN_UKERNEL_H
 #define TILEATTN_UKERNEL_H

@@ -17,32 +17,33 @@ static int is_storage_dtype(tileattn_dtype d, int allow_f64) {
            (allow_f64 && d == TILEATTN_F64);
 }
 
-/* The largest element offset a [n0, n1, n2, dim] view reaches, plus one, in
- * *extent; fails on overflow. Extents of 1 ignore their stride. */
-static tileattn_status view_extent(const int64_t n[3], const int64_t stride[3], int64_t dim,
-                                   size_t elem_size, int64_t *extent) {
-    int64_t end = dim;
+/* Checks that every element offset a [n0, n1, n2, dim] view reaches, and the
+ * same offset in bytes, fits in ptrdiff_t; strides may be negative (a
+ * reversed axis) or zero (a broadcast input). Extents of 1 ignore their
+ * stride. */
+tileattn_status ta_check_view(const int64_t n[3], const int64_t stride[3], int64_t dim,
+                              size_t elem_size) {
+    int64_t lo = 0, hi = dim - 1; /* the smallest and largest offsets */
     for (int a = 0; a < 3; a++) {
-        CHECK(stride[a] >= 0, TILEATTN_ERR_BAD_VALUE);
         int64_t step;
         CHECK(!__builtin_mul_overflow(n[a] - 1, stride[a], &step), TILEATTN_ERR_OVERFLOW);
-        CHECK(!__builtin_add_overflow(end, step, &end), TILEATTN_ERR_OVERFLOW);
+        CHECK(!__builtin_add_overflow(step < 0 ? lo : hi, step, step < 0 ? &lo : &hi),
+              TILEATTN_ERR_OVERFLOW);
     }
     int64_t bytes;
-    CHECK(!__builtin_mul_overflow(end, (int64_t)elem_size, &bytes), TILEATTN_ERR_OVERFLOW);
-    CHECK(bytes <= PTRDIFF_MAX, TILEATTN_ERR_OVERFLOW);
-    *extent = end;
+    CHECK(!__builtin_mul_overflow(hi + 1, (int64_t)elem_size, &bytes), TILEATTN_ERR_OVERFLOW);
+    CHECK(!__builtin_mul_overflow(lo, (int64_t)elem_size, &bytes), TILEATTN_ERR_OVERFLOW);
     return TILEATTN_OK;
 }
 
-/* O must not write one element twice: with its axes sorted by stride, each
- * stride must step over everything the smaller axes span. */
-static int view_is_injective(const int64_t n[3], const int64_t stride[3], int64_t dim) {
+/* O must not write one element twice: with its axes sorted by |stride|,
+ * each stride must step over everything the smaller axes span. */
+int ta_view_is_injective(const int64_t n[3], const int64_t stride[3], int64_t dim) {
     int64_t s[3], e[3];
     int count = 0;
     for (int a = 0; a < 3; a++)
         if (n[a] > 1) {
-            s[count] = stride[a];
+            s[count] = stride[a] < 0 ? -stride[a] : stride[a];
             e[count] = n[a];
             count++;
         }
@@ -55,7 +56,7 @@ static int view_is_injective(const int64_t n[3], const int64_t stride[3], int64_
     int64_t span = dim;
     for (int i = 0; i < count; i++) {
         if (s[i] < span) return 0;
-        span = s[i] * e[i]; /* cannot overflow: view_extent bounded it */
+        span = s[i] * e[i]; /* cannot overflow: ta_check_view bounded it */
     }
     return 1;
 }
@@ -73,11 +74,12 @@ static tileattn_status check_cu_seqlens(const int32_t *cu, int64_t batch, int64_
     return TILEATTN_OK;
 }
 
-tileattn_status ta_validate(const tileattn_forward_args *a, int allow_f64) {
+tileattn_status ta_validate(const tileattn_forward_args *a, ta_validate_mode mode) {
     tileattn_status st;
     CHECK(a != NULL, TILEATTN_ERR_NULL_POINTER);
     CHECK(a->q.data && a->k.data && a->v.data, TILEATTN_ERR_NULL_POINTER);
-    CHECK(is_storage_dtype(a->dtype, allow_f64), TILEATTN_ERR_BAD_DTYPE);
+    int reference = mode == TA_VALIDATE_REFERENCE;
+    CHECK(is_storage_dtype(a->dtype, reference), TILEATTN_ERR_BAD_DTYPE);
 
     int varlen = a->cu_seqlens_q || a->cu_seqlens_k;
     CHECK(a->batch >= 1 && a->heads_q >= 1 && a->heads_kv >= 1, TILEATTN_ERR_BAD_SIZE);
@@ -110,17 +112,18 @@ tileattn_status ta_validate(const tileattn_forward_args *a, int allow_f64) {
 
     int64_t dv = a->head_dim_v ? a->head_dim_v : a->head_dim;
     size_t es = tileattn_dtype_size(a->dtype);
-    int64_t ext;
     int64_t nq[3] = {batch, rows_q, a->heads_q}, nk[3] = {batch, rows_k, a->heads_kv};
     int64_t qs[3] = {varlen ? 0 : a->q.stride_b, a->q.stride_s, a->q.stride_h};
     int64_t ks[3] = {varlen ? 0 : a->k.stride_b, a->k.stride_s, a->k.stride_h};
     int64_t vs[3] = {varlen ? 0 : a->v.stride_b, a->v.stride_s, a->v.stride_h};
     int64_t os[3] = {varlen ? 0 : a->o.stride_b, a->o.stride_s, a->o.stride_h};
-    if ((st = view_extent(nq, qs, a->head_dim, es, &ext))) return st;
-    if ((st = view_extent(nk, ks, a->head_dim, es, &ext))) return st;
-    if ((st = view_extent(nk, vs, dv, es, &ext))) return st;
-    if ((st = view_extent(nq, os, dv, es, &ext))) return st;
-    if (a->o.data) CHECK(view_is_injective(nq, os, dv), TILEATTN_ERR_SHAPE_MISMATCH);
+    if ((st = ta_check_view(nq, qs, a->head_dim, es))) return st;
+    if ((st = ta_check_view(nk, ks, a->head_dim, es))) return st;
+    if ((st = ta_check_view(nk, vs, dv, es))) return st;
+    if (!reference) { /* the reference writes its own contiguous arrays, never args->o */
+        if ((st = ta_check_view(nq, os, dv, es))) return st;
+        if (a->o.data) CHECK(ta_view_is_injective(nq, os, dv), TILEATTN_ERR_SHAPE_MISMATCH);
+    }
 
     /* Every product the kernels form: B*H*Sq rows (LSE), Sq*Sk per head. */
     int64_t rows, tmp;
@@ -152,7 +155,7 @@ tileattn_status ta_validate(const tileattn_forward_args *a, int allow_f64) {
         int64_t bs[3] = {a->bias_stride_b, a->bias_stride_h, a->bias_stride_q};
         size_t bes =
             a->bias_kind == TILEATTN_BIAS_BOOL_MASK ? 1 : tileattn_dtype_size(a->bias_dtype);
-        if ((st = view_extent(nb, bs, sk, bes, &ext))) return st;
+        if ((st = ta_check_view(nb, bs, sk, bes))) return st;
         break;
     }
     default: return TILEATTN_ERR_BAD_VALUE;
@@ -161,7 +164,7 @@ tileattn_status ta_validate(const tileattn_forward_args *a, int allow_f64) {
 }
 
 tileattn_status tileattn_validate(const tileattn_forward_args *args) {
-    tileattn_status st = ta_validate(args, 0);
+    tileattn_status st = ta_validate(args, TA_VALIDATE_KERNEL);
     if (st) return st;
     return args->o.data ? TILEATTN_OK : TILEATTN_ERR_NULL_POINTER;
 }

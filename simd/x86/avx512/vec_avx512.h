@@ -1,0 +1,106 @@
+/*
+ * The AVX-512 vector vocabulary (ggml's habit): the few operations the
+ * shared kernel bodies in ../common/ are written in, mapped onto zmm
+ * registers. Compiled only into ta_simd_avx512*, with AVX-512 flags.
+ */
+#ifndef TILEATTN_VEC_AVX512_H
+#define TILEATTN_VEC_AVX512_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#define TA_ISA(name) name##_avx512
+#define VF_LANES     16
+
+typedef __m512 vf;
+typedef __m512i vi;
+
+static inline vf vf_zero(void) {
+    return _mm512_setzero_ps();
+}
+static inline vf vf_set1(float x) {
+    return _mm512_set1_ps(x);
+}
+static inline vf vf_load(const float *p) {
+    return _mm512_loadu_ps(p);
+}
+static inline void vf_store(float *p, vf v) {
+    _mm512_storeu_ps(p, v);
+}
+static inline __mmask16 vf_mask_n(int64_t n) {
+    return (__mmask16)((1u << n) - 1u); /* n in [0, 16] */
+}
+/* The first n lanes from p, the others `fill` (memory past n untouched). */
+static inline vf vf_load_n(const float *p, int64_t n, float fill) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), vf_mask_n(n), p);
+}
+static inline void vf_store_n(float *p, vf v, int64_t n) {
+    _mm512_mask_storeu_ps(p, vf_mask_n(n), v);
+}
+static inline vf vf_fma(vf a, vf b, vf c) {
+    return _mm512_fmadd_ps(a, b, c);
+}
+static inline vf vf_fnma(vf a, vf b, vf c) {
+    return _mm512_fnmadd_ps(a, b, c); /* c - a * b */
+}
+static inline vf vf_add(vf a, vf b) {
+    return _mm512_add_ps(a, b);
+}
+static inline vf vf_sub(vf a, vf b) {
+    return _mm512_sub_ps(a, b);
+}
+static inline vf vf_mul(vf a, vf b) {
+    return _mm512_mul_ps(a, b);
+}
+static inline vf vf_max(vf a, vf b) {
+    return _mm512_max_ps(a, b);
+}
+static inline float vf_hmax(vf v) {
+    return _mm512_reduce_max_ps(v);
+}
+static inline float vf_hsum(vf v) {
+    return _mm512_reduce_add_ps(v);
+}
+/* p * 2^n where t = n + 1.5 * 2^23 (n integral, the result normal), and 0
+ * in the lanes where x < xmin: the exponent add is masked by the compare. */
+static inline vf vf_scale_pow2_or_zero(vf p, vf t, vf x, vf xmin) {
+    __mmask16 keep = _mm512_cmp_ps_mask(x, xmin, _CMP_NLT_UQ);
+    vi e = _mm512_slli_epi32(_mm512_castps_si512(t), 23);
+    return _mm512_castsi512_ps(_mm512_maskz_add_epi32(keep, _mm512_castps_si512(p), e));
+}
+
+/* Transposes a 16 x 16 block held in 16 registers (4 shuffle stages of 16,
+ * the usual unpack / shuffle / 128-bit lane shuffle ladder). */
+static inline void vf_transpose(vf r[16]) {
+    vf t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* rows 4i..4i+3, columns k, k+4, k+8, k+12 */
+        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+    }
+    for (int h = 0; h < 2; h++) /* rows 8h..8h+7 */
+        for (int k = 0; k < 4; k++) {
+            t[8 * h + k] = _mm512_shuffle_f32x4(u[8 * h + k], u[8 * h + 4 + k], 0x88);
+            t[8 * h + 4 + k] = _mm512_shuffle_f32x4(u[8 * h + k], u[8 * h + 4 + k], 0xdd);
+        }
+    for (int k = 0; k < 8; k++) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
+        r[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xdd);
+    }
+}
+
+/* Conversions from the storage dtypes, 16 elements (F16C / a shift). */
+static inline vf vf_load_f16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+static inline vf vf_load_bf16(const uint16_t *p) {
+    __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+
+#endif /* TILEATTN_VEC_AVX512_H */
