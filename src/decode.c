@@ -1,0 +1,432 @@
+/*
+ * Decoding with a KV cache, the flash-decoding way.
+ *
+ *   1. append:  write K_new/V_new into the cache (through the block table;
+ *               int8: quantize, requantizing a block whose scale must grow);
+ *   2. attend:  for each work item (b, KV head, row tile, split) - the
+ *               FlashAttention-2 inner loop over key tiles, with the
+ *               group x Sq_new query rows of a KV head as one query tile
+ *               and K/V rows read in place from the cache:
+ *                   S = Q K_j^T;  masks;  online softmax;  O += P V_j
+ *   3. merge:   with split-KV, the partial (O, max, sum) of the chunks of a
+ *               row are combined through their log-sum-exps:
+ *                   M = max_s m_s,  L = sum_s l_s e^(m_s - M),
+ *                   O = sum_s O_s e^(m_s - M) / L,  LSE = M + log L,
+ *               the sink logit joining L once (it has no value).
+ * Without splits, step 3 runs on the single partial in the thread's
+ * workspace, so both paths finish rows with the same code.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.h"
+#include "decode.h"
+#include "mask.h"
+#include "tileattn_config.h"
+
+#if TILEATTN_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* ------------------------------------------------------------- append */
+
+/* Round to nearest (ties to even) and clamp to the symmetric int8 range. */
+static int8_t quantize(float x, float inv_scale) {
+    float q = nearbyintf(x * inv_scale);
+    return (int8_t)(q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q);
+}
+
+/* Appends sequence b's new tokens for one KV head into an int8 cache, one
+ * block at a time: the block's scale grows to cover the new values
+ * (requantizing the tokens already there), or starts fresh when the append
+ * begins the block. */
+static void append_int8(const tileattn_decode_args *a, int64_t b, int64_t kv_head,
+                        const tileattn_tensor_out *cache, float *scales, const tileattn_tensor *src,
+                        int64_t dim) {
+    size_t es = tileattn_dtype_size(a->dtype);
+    int64_t bs = a->block_size, first = a->cache_seqlens[b], end = first + a->seqlen_new;
+    for (int64_t start = first; start < end;) {
+        int64_t block_start = start / bs * bs;
+        int64_t stop = block_start + bs < end ? block_start + bs : end;
+        float *scale = &scales[ta_cache_scale_index(a, b, start, kv_head)];
+        float old_scale = start == block_start ? 0.0f : *scale;
+
+        float absmax = 0.0f;
+        for (int64_t pos = start; pos < stop; pos++) {
+            const char *row = (const char *)src->data +
+                              (size_t)(b * src->stride_b + (pos - first) * src->stride_s +
+                                       kv_head * src->stride_h) *
+                                  es;
+            for (int64_t c = 0; c < dim; c++) {
+                float v = fabsf(ta_load_f32(row, a->dtype, c));
+                absmax = v > absmax ? v : absmax;
+            }
+        }
+        float new_scale = absmax / 127.0f > old_scale ? absmax / 127.0f : old_scale;
+        if (new_scale > old_scale && old_scale > 0.0f) {
+            /* Tokens already in the block move to the larger scale. */
+            float ratio = old_scale / new_scale;
+            for (int64_t pos = block_start; pos < start; pos++) {
+                int8_t *row = (int8_t *)cache->data + ta_cache_offset(a, cache, b, pos, kv_head);
+                for (int64_t c = 0; c < dim; c++)
+                    row[c] = quantize((float)row[c], ratio);
+            }
+        }
+        float inv = new_scale > 0.0f ? 1.0f / new_scale : 0.0f;
+        for (int64_t pos = start; pos < stop; pos++) {
+            const char *in = (const char *)src->data +
+                             (size_t)(b * src->stride_b + (pos - first) * src->stride_s +
+                                      kv_head * src->stride_h) *
+                                 es;
+            int8_t *row = (int8_t *)cache->data + ta_cache_offset(a, cache, b, pos, kv_head);
+            for (int64_t c = 0; c < dim; c++)
+                row[c] = quantize(ta_load_f32(in, a->dtype, c), inv);
+        }
+        *scale = new_scale;
+        start = stop;
+    }
+}
+
+/* Converts sequence b's new tokens for one KV head into a float cache. */
+static void append_float(const tileattn_decode_args *a, int64_t b, int64_t kv_head,
+                         const tileattn_tensor_out *cache, const tileattn_tensor *src,
+                         int64_t dim) {
+    size_t es = tileattn_dtype_size(a->dtype), ces = ta_cache_dtype_size(a->cache_dtype);
+    tileattn_dtype cache_dtype = (tileattn_dtype)a->cache_dtype; /* F32/F16/BF16 coincide */
+    for (int64_t t = 0; t < a->seqlen_new; t++) {
+        const char *in =
+            (const char *)src->data +
+            (size_t)(b * src->stride_b + t * src->stride_s + kv_head * src->stride_h) * es;
+        char *out = (char *)cache->data +
+                    (size_t)ta_cache_offset(a, cache, b, a->cache_seqlens[b] + t, kv_head) * ces;
+        for (int64_t c = 0; c < dim; c++)
+            ta_store_f32(out, cache_dtype, c, ta_load_f32(in, a->dtype, c));
+    }
+}
+
+static void append_item(const ta_decode_desc *d, const tileattn_decode_args *a, int64_t item) {
+    int64_t b = item / d->heads_kv, kv_head = item % d->heads_kv;
+    if (d->cache_dtype == TILEATTN_CACHE_INT8) {
+        append_int8(a, b, kv_head, &a->k_cache, a->k_scales, &a->k_new, d->head_dim);
+        append_int8(a, b, kv_head, &a->v_cache, a->v_scales, &a->v_new, d->head_dim_v);
+    } else {
+        append_float(a, b, kv_head, &a->k_cache, &a->k_new, d->head_dim);
+        append_float(a, b, kv_head, &a->v_cache, &a->v_new, d->head_dim_v);
+    }
+}
+
+/* ------------------------------------------------------------- attend */
+
+/* One thread's scratch. The accumulator (O, max, sum of the rows) is laid
+ * out like a split's partial result, so the merge reads either. */
+typedef struct workspace {
+    float *q; /* [rows_per_tile][D], times scale */
+    float *s; /* [rows_per_tile][block_k] scores, then probabilities */
+    float *p; /* [rows_per_tile][block_k] probabilities times the int8 V scale */
+    float *acc;
+} workspace;
+
+static size_t partial_floats(const ta_decode_desc *d) {
+    return (size_t)((d->rows_per_tile * (d->head_dim_v + 2) + 15) / 16 * 16);
+}
+
+static workspace carve_workspace(const ta_decode_desc *d, float *base) {
+    int64_t rt = d->rows_per_tile;
+    workspace w;
+    w.q = base;
+    w.s = w.q + (rt * d->head_dim + 15) / 16 * 16;
+    w.p = w.s + (rt * d->block_k + 15) / 16 * 16;
+    w.acc = w.p + (rt * d->block_k + 15) / 16 * 16;
+    return w;
+}
+
+/* Where one work item sits. */
+typedef struct work_item {
+    int64_t b, kv_head, row_tile, split;
+    int64_t r0, m;          /* packed rows [r0, r0 + m): row = token * group + head in group */
+    int64_t token0, tokens; /* new tokens those rows span */
+    ta_window win;
+} work_item;
+
+static work_item locate(const ta_decode_desc *d, const tileattn_decode_args *a, int64_t w) {
+    work_item t;
+    t.split = w % d->num_splits;
+    w /= d->num_splits;
+    t.row_tile = w % d->num_row_tiles;
+    w /= d->num_row_tiles;
+    t.kv_head = w % d->heads_kv;
+    t.b = w / d->heads_kv;
+    t.r0 = t.row_tile * d->rows_per_tile;
+    t.m = d->rows - t.r0 < d->rows_per_tile ? d->rows - t.r0 : d->rows_per_tile;
+    t.token0 = t.r0 / d->group;
+    t.tokens = (t.r0 + t.m - 1) / d->group - t.token0 + 1;
+    int64_t sk = ta_decode_seqlen_k(a, t.b);
+    t.win = (ta_window){sk - d->seqlen_new, d->window_left, d->window_right, sk};
+    return t;
+}
+
+/* Softcap, ALiBi and the per-element mask on an m x n score tile, in the
+ * order the semantics define; only called when one of them is active. */
+static void modify_scores(const ta_decode_desc *d, const tileattn_decode_args *a,
+                          const work_item *t, int64_t j0, int64_t n, int per_element_mask, float *s,
+                          int64_t lds) {
+    float cap = d->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
+    for (int64_t r = 0; r < t->m; r++) {
+        int64_t row = t->r0 + r, i = row / d->group;
+        int64_t h = t->kv_head * d->group + row % d->group;
+        float slope = d->has_alibi ? a->alibi_slopes[t->b * a->alibi_stride_b + h] : 0.0f;
+        float *sr = s + r * lds;
+        for (int64_t c = 0; c < n; c++) {
+            int64_t j = j0 + c;
+            if (per_element_mask && !ta_key_visible(&t->win, i, j)) {
+                sr[c] = -INFINITY;
+                continue;
+            }
+            float x = sr[c];
+            if (cap > 0.0f) x = cap * tanhf(x * inv_cap);
+            if (d->has_alibi) x -= slope * (float)llabs(i + t->win.offset - j);
+            sr[c] = x;
+        }
+    }
+}
+
+/* The cache rows (and int8 scales) of keys [j0, j0 + n): walks the block
+ * table once per block instead of dividing per key. */
+typedef struct key_tile {
+    int64_t j0; /* -1: not gathered */
+    const void *k_rows[TA_DECODE_MAX_BLOCK_K], *v_rows[TA_DECODE_MAX_BLOCK_K];
+    float k_scale[TA_DECODE_MAX_BLOCK_K], v_scale[TA_DECODE_MAX_BLOCK_K];
+} key_tile;
+
+static void gather_rows(const ta_decode_desc *d, const tileattn_decode_args *a, const work_item *t,
+                        int64_t j0, int64_t n, key_tile *tile) {
+    size_t ces = ta_cache_dtype_size(d->cache_dtype);
+    const char *k_base = a->k_cache.data, *v_base = a->v_cache.data;
+    int int8 = d->cache_dtype == TILEATTN_CACHE_INT8;
+    tile->j0 = j0;
+    for (int64_t c = 0; c < n;) {
+        int64_t pos = j0 + c;
+        /* Keys up to the end of pos's block (or of the tile) are adjacent. */
+        int64_t run = d->paged || int8 ? d->block_size - pos % d->block_size : n - c;
+        if (run > n - c) run = n - c;
+        int64_t k_off = ta_cache_offset(a, &a->k_cache, t->b, pos, t->kv_head);
+        int64_t v_off = ta_cache_offset(a, &a->v_cache, t->b, pos, t->kv_head);
+        float ks = 1.0f, vs = 1.0f;
+        if (int8) {
+            int64_t idx = ta_cache_scale_index(a, t->b, pos, t->kv_head);
+            ks = a->k_scales[idx];
+            vs = a->v_scales[idx];
+        }
+        for (int64_t u = 0; u < run; u++, c++) {
+            tile->k_rows[c] = k_base + (size_t)(k_off + u * a->k_cache.stride_s) * ces;
+            tile->v_rows[c] = v_base + (size_t)(v_off + u * a->v_cache.stride_s) * ces;
+            tile->k_scale[c] = ks;
+            tile->v_scale[c] = vs;
+        }
+    }
+}
+
+/* Asks for a tile's K and V rows into L2 one tile ahead of their use: a
+ * paged cache jumps to an unrelated block every block_size keys, which
+ * the hardware prefetchers cannot follow, and a whole tile of compute
+ * covers DRAM latency. */
+static void prefetch_tile(const ta_decode_desc *d, const key_tile *tile, int64_t n) {
+    size_t ces = ta_cache_dtype_size(d->cache_dtype);
+    size_t k_bytes = (size_t)d->head_dim * ces, v_bytes = (size_t)d->head_dim_v * ces;
+    for (int64_t c = 0; c < n; c++) {
+        for (size_t off = 0; off < k_bytes; off += 64)
+            __builtin_prefetch((const char *)tile->k_rows[c] + off, 0, 2);
+        for (size_t off = 0; off < v_bytes; off += 64)
+            __builtin_prefetch((const char *)tile->v_rows[c] + off, 0, 2);
+    }
+}
+
+/* Steps 2 for one work item: its rows' unnormalised O, max and sum go to
+ * acc (rows x Dv, then rows maxima, then rows sums). */
+static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const work_item *t,
+                   const workspace *ws, float *acc) {
+    const ta_decode_kernels *k = d->kernels;
+    int64_t dk = d->head_dim, dv = d->head_dim_v, bk = d->block_k, m = t->m;
+    float *o = acc, *row_max = acc + m * dv, *row_sum = row_max + m;
+    for (int64_t r = 0; r < m; r++) {
+        row_max[r] = -INFINITY;
+        row_sum[r] = 0.0f;
+    }
+    memset(o, 0, (size_t)(m * dv) * sizeof(float));
+
+    int64_t first = ta_first_key(&t->win, t->token0);
+    int64_t last = ta_last_key(&t->win, t->token0 + t->tokens - 1);
+    int64_t c0 = first + t->split * d->split_keys;
+    int64_t c1 = c0 + d->split_keys - 1 < last ? c0 + d->split_keys - 1 : last;
+    if (c0 > c1) return; /* an empty chunk (short sequence) or a fully masked row tile */
+
+    size_t es = tileattn_dtype_size(d->dtype);
+    for (int64_t r = 0; r < m; r++) {
+        int64_t row = t->r0 + r, i = row / d->group;
+        int64_t h = t->kv_head * d->group + row % d->group;
+        const char *q = (const char *)a->q.data +
+                        (size_t)(t->b * a->q.stride_b + i * a->q.stride_s + h * a->q.stride_h) * es;
+        for (int64_t c = 0; c < dk; c++)
+            ws->q[r * dk + c] = ta_load_f32(q, d->dtype, c) * d->scale;
+    }
+
+    int int8 = d->cache_dtype == TILEATTN_CACHE_INT8;
+    int has_score_mods = d->softcap > 0.0f || d->has_alibi;
+    key_tile tiles[2];
+    tiles[0].j0 = tiles[1].j0 = -1;
+    int cur = 0;
+    for (int64_t j0 = c0; j0 <= c1; j0 += bk) {
+        int64_t n = c1 + 1 - j0 < bk ? c1 + 1 - j0 : bk;
+        ta_tile_kind kind = ta_classify_tile(&t->win, t->token0, t->tokens, j0, n);
+        if (kind == TA_TILE_HIDDEN) continue;
+        key_tile *tile = &tiles[cur];
+        if (tile->j0 != j0) gather_rows(d, a, t, j0, n, tile);
+        int64_t next = j0 + bk; /* gathered now, fetched while this tile computes */
+        if (next <= c1) {
+            int64_t next_n = c1 + 1 - next < bk ? c1 + 1 - next : bk;
+            gather_rows(d, a, t, next, next_n, &tiles[1 - cur]);
+            prefetch_tile(d, &tiles[1 - cur], next_n);
+        }
+        k->qk(m, n, dk, ws->q, dk, tile->k_rows, d->cache_dtype, ws->s, bk);
+        if (int8)
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t c = 0; c < n; c++)
+                    ws->s[r * bk + c] *= tile->k_scale[c];
+        if (has_score_mods || kind == TA_TILE_PARTIAL)
+            modify_scores(d, a, t, j0, n, kind == TA_TILE_PARTIAL, ws->s, bk);
+        k->softmax(m, n, ws->s, bk, row_max, row_sum, o, dv, dv);
+        const float *p = ws->s;
+        if (int8) { /* fold V's scale into the weights; row_sum keeps the plain ones */
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t c = 0; c < n; c++)
+                    ws->p[r * bk + c] = ws->s[r * bk + c] * tile->v_scale[c];
+            p = ws->p;
+        }
+        k->pv(m, n, dv, p, bk, tile->v_rows, d->cache_dtype, o, dv);
+        cur = 1 - cur;
+    }
+}
+
+/* Step 3: combines the partials of rows [r0, r0 + m) of (b, KV head) and
+ * writes O and LSE. part(s) = parts + s * part_stride. */
+static void finish_rows(const ta_decode_desc *d, const tileattn_decode_args *a, const work_item *t,
+                        const float *parts, int64_t num_parts, size_t part_stride) {
+    int64_t dv = d->head_dim_v, m = t->m;
+    size_t es = tileattn_dtype_size(d->dtype);
+    float out[TILEATTN_MAX_HEAD_DIM];
+    for (int64_t r = 0; r < m; r++) {
+        int64_t row = t->r0 + r, i = row / d->group;
+        int64_t h = t->kv_head * d->group + row % d->group;
+        float sink = d->has_sinks ? a->sinks[h] : -INFINITY;
+        float max = sink;
+        for (int64_t s = 0; s < num_parts; s++) {
+            float ms = parts[s * part_stride + (size_t)(m * dv + r)];
+            max = ms > max ? ms : max;
+        }
+        for (int64_t c = 0; c < dv; c++)
+            out[c] = 0.0f;
+        float sum = 0.0f;
+        if (max != -INFINITY) {
+            sum = d->has_sinks ? expf(sink - max) : 0.0f;
+            for (int64_t s = 0; s < num_parts; s++) {
+                const float *part = parts + s * part_stride;
+                float ms = part[m * dv + r];
+                if (ms == -INFINITY) continue; /* an empty chunk */
+                float weight = expf(ms - max);
+                sum += part[m * dv + m + r] * weight;
+                for (int64_t c = 0; c < dv; c++)
+                    out[c] += part[r * dv + c] * weight;
+            }
+        }
+        /* A row that saw no key has nothing to average: O = 0 (a sink alone
+         * contributes no value), LSE = log of the denominator, or -inf. */
+        float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+        char *o = (char *)a->o.data +
+                  (size_t)(t->b * a->o.stride_b + i * a->o.stride_s + h * a->o.stride_h) * es;
+        for (int64_t c = 0; c < dv; c++)
+            ta_store_f32(o, d->dtype, c, out[c] * inv);
+        if (a->lse)
+            a->lse[(t->b * d->heads_q + h) * d->seqlen_new + i] =
+                sum > 0.0f ? max + logf(sum) : -INFINITY;
+    }
+}
+
+static void run_work_item(const ta_decode_desc *d, const tileattn_decode_args *a, int64_t w,
+                          const workspace *ws, float *partials) {
+    work_item t = locate(d, a, w);
+    if (d->num_splits == 1) {
+        attend(d, a, &t, ws, ws->acc);
+        finish_rows(d, a, &t, ws->acc, 1, 0);
+    } else {
+        attend(d, a, &t, ws, partials + (size_t)w * partial_floats(d));
+    }
+}
+
+static void merge_item(const ta_decode_desc *d, const tileattn_decode_args *a, int64_t item,
+                       const float *partials) {
+    int64_t w = item * d->num_splits;
+    work_item t = locate(d, a, w);
+    size_t stride = partial_floats(d);
+    finish_rows(d, a, &t, partials + (size_t)w * stride, d->num_splits, stride);
+}
+
+static tileattn_status run_decode(const ta_decode_desc *d, const tileattn_decode_args *a) {
+    size_t per_thread = d->workspace_floats + partial_floats(d);
+    size_t bytes = per_thread * sizeof(float) * (size_t)d->num_threads;
+    float *scratch = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    float *partials = NULL;
+    if (scratch && d->num_splits > 1) {
+        size_t pbytes = partial_floats(d) * sizeof(float) * (size_t)d->num_work;
+        partials = aligned_alloc(64, (pbytes + 63) / 64 * 64);
+    }
+    if (!scratch || (d->num_splits > 1 && !partials)) {
+        free(scratch);
+        return TILEATTN_ERR_OUT_OF_MEMORY;
+    }
+    int64_t appends = d->append ? d->batch * d->heads_kv : 0;
+    int64_t items = d->num_work / d->num_splits;
+#if TILEATTN_HAVE_OPENMP
+#pragma omp parallel num_threads(d->num_threads)
+    {
+        workspace ws = carve_workspace(d, scratch + per_thread * (size_t)omp_get_thread_num());
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < appends; i++)
+            append_item(d, a, i);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t w = 0; w < d->num_work; w++)
+            run_work_item(d, a, w, &ws, partials);
+        if (d->num_splits > 1) {
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < items; i++)
+                merge_item(d, a, i, partials);
+        }
+    }
+#else
+    workspace ws = carve_workspace(d, scratch);
+    for (int64_t i = 0; i < appends; i++)
+        append_item(d, a, i);
+    for (int64_t w = 0; w < d->num_work; w++)
+        run_work_item(d, a, w, &ws, partials);
+    if (d->num_splits > 1)
+        for (int64_t i = 0; i < items; i++)
+            merge_item(d, a, i, partials);
+#endif
+    free(partials);
+    free(scratch);
+    return TILEATTN_OK;
+}
+
+tileattn_status ta_decode_run(const tileattn_decode_args *args, int64_t forced_splits,
+                              const ta_decode_kernels *kernels) {
+    /* ta_plan_decode validates everything but the presence of O. */
+    if (args && !args->o.data) return TILEATTN_ERR_NULL_POINTER;
+    ta_decode_desc desc;
+    tileattn_status st = ta_plan_decode(args, forced_splits, kernels, &desc);
+    if (st) return st;
+    return run_decode(&desc, args);
+}
+
+tileattn_status tileattn_decode(const tileattn_decode_args *args) {
+    return ta_decode_run(args, 0, NULL);
+}

@@ -1,0 +1,214 @@
+/*
+ * The decoding planner: arguments in, decode description out, and its
+ * human-readable form.
+ *
+ *   key tile  - the K and V rows of one tile (block_k keys) stay in L1 from
+ *               the dot products to the P.V update: block_k (D + Dv) bytes
+ *               of cache take at most half of L1d;
+ *   row tile  - all group x Sq_new rows of a KV head together (each KV byte
+ *               is read once) unless their Q, S and O would not fit in half
+ *               of L2; then they are cut, and KV is read once per row tile;
+ *   split-KV  - flash-decoding: when batch x Hk x row tiles work items
+ *               cannot keep every thread busy in balanced waves, the keys of
+ *               each item are cut into chunks (never shorter than
+ *               MIN_SPLIT_KEYS) and merged afterwards.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "decode.h"
+#include "tileattn_config.h"
+#include "topology.h"
+
+#if TILEATTN_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+enum {
+    /* A chunk writes rows x (Dv + 2) floats of partial results and the merge
+     * reads them back; at 256 keys of D = Dv = 128 that is below 2% of the
+     * chunk's own K/V bytes for 4 rows, and a thread's chunk is long enough
+     * (tens of microseconds) that scheduling is noise. */
+    MIN_SPLIT_KEYS = 256,
+    MAX_SPLITS = 64,
+    CACHE_LINE_FLOATS = 16,
+};
+
+/* Wave efficiency below which splitting pays: FlashAttention's
+ * num_splits_heuristic picks the smallest split within 85% of the best. */
+#define SPLIT_EFFICIENCY 0.85
+
+static int64_t round_up(int64_t x, int64_t m) {
+    return (x + m - 1) / m * m;
+}
+static size_t pad_floats(int64_t n) {
+    return (size_t)round_up(n, CACHE_LINE_FLOATS);
+}
+
+static int default_threads(void) {
+#if TILEATTN_HAVE_OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static void describe_problem(const tileattn_decode_args *a, ta_decode_desc *d) {
+    d->batch = a->batch;
+    d->seqlen_new = a->seqlen_new;
+    d->heads_q = a->heads_q;
+    d->heads_kv = a->heads_kv;
+    d->group = a->heads_q / a->heads_kv;
+    d->head_dim = a->head_dim;
+    d->head_dim_v = a->head_dim_v ? a->head_dim_v : a->head_dim;
+    d->dtype = a->dtype;
+    d->cache_dtype = a->cache_dtype;
+    d->paged = a->block_table != NULL;
+    d->append = a->k_new.data != NULL;
+    d->block_size = a->block_size;
+    d->capacity = d->paged ? a->max_blocks_per_seq * a->block_size : a->max_seqlen_cache;
+    d->table_stride = a->block_table_stride ? a->block_table_stride : a->max_blocks_per_seq;
+    d->scale_blocks = !d->paged && a->block_size > 0
+                          ? (a->max_seqlen_cache + a->block_size - 1) / a->block_size
+                          : 0;
+    d->longest_k = d->total_keys = 0;
+    for (int64_t b = 0; b < a->batch; b++) {
+        int64_t sk = ta_decode_seqlen_k(a, b);
+        d->total_keys += sk;
+        if (sk > d->longest_k) d->longest_k = sk;
+    }
+    d->scale = a->scale > 0.0f ? a->scale : 1.0f / sqrtf((float)a->head_dim);
+    d->softcap = a->softcap;
+    d->window_left = a->window_left;
+    d->window_right = a->causal ? 0 : a->window_right;
+    d->has_alibi = a->alibi_slopes != NULL;
+    d->has_sinks = a->sinks != NULL;
+}
+
+/* The number of chunks per work item: the smallest count whose waves of
+ * work fill the threads to SPLIT_EFFICIENCY of the best count's, keeping
+ * every chunk at least MIN_SPLIT_KEYS long. */
+static int64_t choose_splits(int64_t items, int threads, int64_t longest_k, const char **why) {
+    if (threads <= 1) {
+        *why = "one thread";
+        return 1;
+    }
+    int64_t max_splits = longest_k / MIN_SPLIT_KEYS;
+    if (max_splits > MAX_SPLITS) max_splits = MAX_SPLITS;
+    if (max_splits <= 1) {
+        *why = "keys too few to split (chunks would be under 256 keys)";
+        return 1;
+    }
+    double best = 0.0, efficiency[MAX_SPLITS + 1];
+    for (int64_t s = 1; s <= max_splits; s++) {
+        int64_t tasks = items * s;
+        int64_t waves = (tasks + threads - 1) / threads;
+        efficiency[s] = (double)tasks / (double)(waves * threads);
+        if (efficiency[s] > best) best = efficiency[s];
+    }
+    for (int64_t s = 1; s <= max_splits; s++)
+        if (efficiency[s] >= SPLIT_EFFICIENCY * best) {
+            *why = s == 1 ? "batch x KV heads already fill the threads"
+                          : "batch x KV heads leave threads idle";
+            return s;
+        }
+    *why = "best wave efficiency";
+    return max_splits;
+}
+
+tileattn_status ta_plan_decode(const tileattn_decode_args *args, int64_t forced_splits,
+                               const ta_decode_kernels *kernels, ta_decode_desc *desc) {
+    tileattn_status st = ta_validate_decode(args, 1);
+    if (st) return st;
+    if (!kernels) {
+        kernels = ta_decode_kernels_select(&st);
+        if (st) return st;
+    }
+    ta_decode_desc *d = desc;
+    *d = (ta_decode_desc){0};
+    describe_problem(args, d);
+    d->kernels = kernels;
+
+    const ta_topology *topo = ta_topology_get();
+    d->l1d_bytes = topo->l1d_bytes;
+    d->l2_bytes = topo->l2_bytes;
+    d->l3_bytes = topo->l3_bytes;
+
+    int64_t dk = d->head_dim, dv = d->head_dim_v;
+    int64_t row_bytes = (dk + dv) * (int64_t)ta_cache_dtype_size(d->cache_dtype);
+    int64_t bk = (int64_t)(topo->l1d_bytes / 2) / row_bytes / 16 * 16;
+    d->block_k = bk < 16 ? 16 : bk > TA_DECODE_MAX_BLOCK_K ? TA_DECODE_MAX_BLOCK_K : bk;
+
+    d->rows = d->group * d->seqlen_new;
+    int64_t floats_per_row = dk + dv + 2 * d->block_k + 2;
+    int64_t fit = (int64_t)(topo->l2_bytes / 2 / sizeof(float)) / floats_per_row;
+    if (fit < 8) fit = 8;
+    d->rows_per_tile = d->rows < fit ? d->rows : fit;
+    d->num_row_tiles = (d->rows + d->rows_per_tile - 1) / d->rows_per_tile;
+
+    d->num_threads = args->num_threads > 0 ? args->num_threads : default_threads();
+    int64_t items = d->batch * d->heads_kv * d->num_row_tiles;
+    if (forced_splits > 0) {
+        d->num_splits = forced_splits;
+        d->split_reason = "forced";
+    } else {
+        d->num_splits = choose_splits(items, d->num_threads, d->longest_k, &d->split_reason);
+    }
+    int64_t longest = d->longest_k > 0 ? d->longest_k : 1;
+    d->split_keys = round_up((longest + d->num_splits - 1) / d->num_splits, d->block_k);
+    d->num_work = items * d->num_splits;
+    if (d->num_work < d->num_threads) d->num_threads = (int)d->num_work;
+
+    int64_t rt = d->rows_per_tile;
+    d->workspace_floats = pad_floats(rt * dk) + 2 * pad_floats(rt * d->block_k) +
+                          pad_floats(rt * dv) + 2 * pad_floats(rt);
+    return TILEATTN_OK;
+}
+
+static void append(char *buf, size_t len, size_t *used, const char *fmt, ...) {
+    if (*used >= len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *used, len - *used, fmt, ap);
+    va_end(ap);
+    if (n > 0) *used += (size_t)n < len - *used ? (size_t)n : len - *used - 1;
+}
+
+static const char *cache_dtype_name(tileattn_cache_dtype t) {
+    switch (t) {
+    case TILEATTN_CACHE_F32: return "float32";
+    case TILEATTN_CACHE_F16: return "float16";
+    case TILEATTN_CACHE_BF16: return "bfloat16";
+    case TILEATTN_CACHE_INT8: return "int8 (per-block scales)";
+    }
+    return "?";
+}
+
+tileattn_status tileattn_describe_decode(const tileattn_decode_args *args, char *buf, size_t len) {
+    if (!buf || len == 0) return TILEATTN_ERR_NULL_POINTER;
+    ta_decode_desc d;
+    tileattn_status st = ta_plan_decode(args, 0, NULL, &d);
+    if (st) return st;
+    size_t used = 0;
+    buf[0] = '\0';
+    append(buf, len, &used,
+           "decode: B=%lld Sq_new=%lld H=%lld Hk=%lld D=%lld Dv=%lld, cache %s %s "
+           "(capacity %lld tokens), longest Sk=%lld%s\n",
+           (long long)d.batch, (long long)d.seqlen_new, (long long)d.heads_q, (long long)d.heads_kv,
+           (long long)d.head_dim, (long long)d.head_dim_v, d.paged ? "paged" : "contiguous",
+           cache_dtype_name(d.cache_dtype), (long long)d.capacity, (long long)d.longest_k,
+           d.append ? ", appending" : "");
+    if (d.paged) append(buf, len, &used, "block size %lld\n", (long long)d.block_size);
+    append(buf, len, &used, "kernels: %s\n", d.kernels->isa);
+    append(buf, len, &used,
+           "query tile: %lld rows (%lld heads per KV head x %lld new tokens) in %lld row "
+           "tile(s); key tile %lld keys (L1d %zu KiB)\n",
+           (long long)d.rows_per_tile, (long long)d.group, (long long)d.seqlen_new,
+           (long long)d.num_row_tiles, (long long)d.block_k, d.l1d_bytes / 1024);
+    append(buf, len, &used,
+           "split-KV: %lld chunk(s) of up to %lld keys (%s); %lld work items on %d thread(s)\n",
+           (long long)d.num_splits, (long long)d.split_keys, d.split_reason, (long long)d.num_work,
+           d.num_threads);
+    return TILEATTN_OK;
+}

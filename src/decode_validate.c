@@ -1,0 +1,241 @@
+/*
+ * Argument checks for decoding. A KV cache is shared state that outlives the
+ * call, so a bad block table or cache length must be caught before anything
+ * is read from the cache or written to it: every check below runs first,
+ * and a failing call leaves O, LSE, the caches and the scales untouched.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "decode.h"
+
+#define CHECK(cond, status)                                                                        \
+    do {                                                                                           \
+        if (!(cond)) return (status);                                                              \
+    } while (0)
+
+size_t ta_cache_dtype_size(tileattn_cache_dtype dtype) {
+    switch (dtype) {
+    case TILEATTN_CACHE_F32: return 4;
+    case TILEATTN_CACHE_F16:
+    case TILEATTN_CACHE_BF16: return 2;
+    case TILEATTN_CACHE_INT8: return 1;
+    }
+    return 0;
+}
+
+static int is_activation_dtype(tileattn_dtype d) {
+    return d == TILEATTN_F32 || d == TILEATTN_F16 || d == TILEATTN_BF16;
+}
+
+/* The element extent of a [n0, n1, n2, dim] view; fails on overflow or on a
+ * negative stride. */
+static tileattn_status view_extent(const int64_t n[3], const int64_t stride[3], int64_t dim,
+                                   size_t elem_size) {
+    int64_t end = dim;
+    for (int a = 0; a < 3; a++) {
+        CHECK(stride[a] >= 0, TILEATTN_ERR_BAD_VALUE);
+        int64_t step;
+        CHECK(!__builtin_mul_overflow(n[a] - 1, stride[a], &step), TILEATTN_ERR_OVERFLOW);
+        CHECK(!__builtin_add_overflow(end, step, &end), TILEATTN_ERR_OVERFLOW);
+    }
+    int64_t bytes;
+    CHECK(!__builtin_mul_overflow(end, (int64_t)elem_size, &bytes), TILEATTN_ERR_OVERFLOW);
+    CHECK(bytes <= PTRDIFF_MAX, TILEATTN_ERR_OVERFLOW);
+    return TILEATTN_OK;
+}
+
+/* A written view must not reach one element twice: with its axes sorted by
+ * stride, each stride must step over everything the smaller axes span. */
+static int view_is_injective(const int64_t n[3], const int64_t stride[3], int64_t dim) {
+    int64_t s[3], e[3];
+    int count = 0;
+    for (int a = 0; a < 3; a++)
+        if (n[a] > 1) {
+            s[count] = stride[a];
+            e[count] = n[a];
+            count++;
+        }
+    for (int i = 1; i < count; i++)
+        for (int j = i; j > 0 && s[j] < s[j - 1]; j--) {
+            int64_t ts = s[j], te = e[j];
+            s[j] = s[j - 1], e[j] = e[j - 1];
+            s[j - 1] = ts, e[j - 1] = te;
+        }
+    int64_t span = dim;
+    for (int i = 0; i < count; i++) {
+        if (s[i] < span) return 0;
+        span = s[i] * e[i]; /* bounded by view_extent */
+    }
+    return 1;
+}
+
+typedef struct block_owner {
+    int64_t block, seq;
+} block_owner;
+
+static int compare_owner(const void *x, const void *y) {
+    const block_owner *a = x, *b = y;
+    if (a->block != b->block) return a->block < b->block ? -1 : 1;
+    return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+/* Appending writes (and, for int8, requantizes) whole blocks from one thread
+ * per sequence: a block that two sequences append into would be raced on
+ * and would mix their tokens. Prefix blocks shared read-only are fine. */
+static tileattn_status check_append_blocks_unshared(const tileattn_decode_args *a, int64_t stride) {
+    int64_t per_seq = (a->seqlen_new + a->block_size - 1) / a->block_size + 1, count = 0;
+    block_owner *owners = malloc((size_t)(a->batch * per_seq) * sizeof *owners);
+    if (!owners) return TILEATTN_ERR_OUT_OF_MEMORY;
+    for (int64_t b = 0; b < a->batch; b++) {
+        int64_t first = a->cache_seqlens[b] / a->block_size;
+        int64_t last = (a->cache_seqlens[b] + a->seqlen_new - 1) / a->block_size;
+        for (int64_t k = first; k <= last; k++)
+            owners[count++] = (block_owner){a->block_table[b * stride + k], b};
+    }
+    qsort(owners, (size_t)count, sizeof *owners, compare_owner);
+    tileattn_status st = TILEATTN_OK;
+    for (int64_t i = 1; i < count; i++)
+        if (owners[i].block == owners[i - 1].block && owners[i].seq != owners[i - 1].seq)
+            st = TILEATTN_ERR_SHAPE_MISMATCH;
+    free(owners);
+    return st;
+}
+
+/* Cache lengths and block tables: the data-dependent checks. */
+static tileattn_status check_cache_contents(const tileattn_decode_args *a, int64_t capacity) {
+    int64_t appended = a->k_new.data ? a->seqlen_new : 0;
+    int64_t stride = a->block_table_stride ? a->block_table_stride : a->max_blocks_per_seq;
+    for (int64_t b = 0; b < a->batch; b++) {
+        int64_t len = a->cache_seqlens[b];
+        CHECK(len >= 0 && len <= capacity, TILEATTN_ERR_BAD_SIZE);
+        CHECK(len + appended <= capacity, TILEATTN_ERR_BAD_SIZE);
+        if (!a->block_table) continue;
+        int64_t used_blocks = (len + appended + a->block_size - 1) / a->block_size;
+        for (int64_t k = 0; k < used_blocks; k++) {
+            int32_t block = a->block_table[b * stride + k];
+            CHECK(block >= 0 && block < a->num_blocks, TILEATTN_ERR_BAD_SIZE);
+        }
+    }
+    if (a->block_table && appended) return check_append_blocks_unshared(a, stride);
+    return TILEATTN_OK;
+}
+
+tileattn_status ta_validate_decode(const tileattn_decode_args *a, int allow_no_output) {
+    tileattn_status st;
+    CHECK(a != NULL, TILEATTN_ERR_NULL_POINTER);
+    CHECK(a->q.data && a->k_cache.data && a->v_cache.data && a->cache_seqlens,
+          TILEATTN_ERR_NULL_POINTER);
+    CHECK(allow_no_output || a->o.data, TILEATTN_ERR_NULL_POINTER);
+    CHECK(!a->k_new.data == !a->v_new.data, TILEATTN_ERR_NULL_POINTER);
+    CHECK(is_activation_dtype(a->dtype), TILEATTN_ERR_BAD_DTYPE);
+    size_t es = tileattn_dtype_size(a->dtype), ces = ta_cache_dtype_size(a->cache_dtype);
+    CHECK(ces != 0, TILEATTN_ERR_BAD_DTYPE);
+    int int8 = a->cache_dtype == TILEATTN_CACHE_INT8;
+    CHECK(!int8 || (a->k_scales && a->v_scales), TILEATTN_ERR_NULL_POINTER);
+
+    CHECK(a->batch >= 1 && a->batch <= INT32_MAX, TILEATTN_ERR_BAD_SIZE);
+    CHECK(a->seqlen_new >= 1 && a->seqlen_new <= INT32_MAX, TILEATTN_ERR_BAD_SIZE);
+    CHECK(a->heads_q >= 1 && a->heads_kv >= 1 && a->heads_q <= INT32_MAX, TILEATTN_ERR_BAD_SIZE);
+    CHECK(a->heads_q % a->heads_kv == 0, TILEATTN_ERR_SHAPE_MISMATCH);
+    CHECK(a->head_dim >= 1 && a->head_dim <= TILEATTN_MAX_HEAD_DIM, TILEATTN_ERR_BAD_SIZE);
+    CHECK(a->head_dim_v >= 0 && a->head_dim_v <= TILEATTN_MAX_HEAD_DIM, TILEATTN_ERR_BAD_SIZE);
+    int64_t dv = a->head_dim_v ? a->head_dim_v : a->head_dim;
+
+    CHECK(isfinite(a->scale) && a->scale >= 0.0f, TILEATTN_ERR_BAD_VALUE);
+    CHECK(isfinite(a->softcap) && a->softcap >= 0.0f, TILEATTN_ERR_BAD_VALUE);
+    CHECK(a->window_left >= -1 && a->window_right >= -1, TILEATTN_ERR_BAD_VALUE);
+    CHECK(a->causal == 0 || a->causal == 1, TILEATTN_ERR_BAD_VALUE);
+    CHECK(a->num_threads >= 0, TILEATTN_ERR_BAD_VALUE);
+
+    /* The cache's geometry and capacity. */
+    int64_t capacity, cache_n[3];
+    if (a->block_table) {
+        CHECK(a->block_size >= 1 && a->num_blocks >= 1 && a->max_blocks_per_seq >= 1,
+              TILEATTN_ERR_BAD_SIZE);
+        CHECK(a->num_blocks <= (int64_t)INT32_MAX + 1, TILEATTN_ERR_BAD_SIZE);
+        CHECK(a->block_table_stride == 0 || a->block_table_stride >= a->max_blocks_per_seq,
+              TILEATTN_ERR_SHAPE_MISMATCH);
+        int64_t stride = a->block_table_stride ? a->block_table_stride : a->max_blocks_per_seq;
+        int64_t table_extent;
+        CHECK(!__builtin_mul_overflow(a->batch - 1, stride, &table_extent), TILEATTN_ERR_OVERFLOW);
+        CHECK(!__builtin_add_overflow(table_extent, a->max_blocks_per_seq, &table_extent),
+              TILEATTN_ERR_OVERFLOW);
+        CHECK(table_extent <= PTRDIFF_MAX / 4, TILEATTN_ERR_OVERFLOW);
+        CHECK(!__builtin_mul_overflow(a->max_blocks_per_seq, a->block_size, &capacity),
+              TILEATTN_ERR_OVERFLOW);
+        cache_n[0] = a->num_blocks, cache_n[1] = a->block_size;
+    } else {
+        CHECK(a->max_seqlen_cache >= 1, TILEATTN_ERR_BAD_SIZE);
+        CHECK(!int8 || a->block_size >= 1, TILEATTN_ERR_BAD_SIZE);
+        capacity = a->max_seqlen_cache;
+        cache_n[0] = a->batch, cache_n[1] = a->max_seqlen_cache;
+    }
+    cache_n[2] = a->heads_kv;
+    /* Positions are formed as cache length + Sq_new and compared in int64. */
+    CHECK(capacity <= INT64_MAX / 4, TILEATTN_ERR_OVERFLOW);
+
+    int64_t nq[3] = {a->batch, a->seqlen_new, a->heads_q};
+    int64_t nkv[3] = {a->batch, a->seqlen_new, a->heads_kv};
+    int64_t qs[3] = {a->q.stride_b, a->q.stride_s, a->q.stride_h};
+    int64_t os[3] = {a->o.stride_b, a->o.stride_s, a->o.stride_h};
+    int64_t kcs[3] = {a->k_cache.stride_b, a->k_cache.stride_s, a->k_cache.stride_h};
+    int64_t vcs[3] = {a->v_cache.stride_b, a->v_cache.stride_s, a->v_cache.stride_h};
+    if ((st = view_extent(nq, qs, a->head_dim, es))) return st;
+    if ((st = view_extent(nq, os, dv, es))) return st;
+    if (a->o.data) CHECK(view_is_injective(nq, os, dv), TILEATTN_ERR_SHAPE_MISMATCH);
+    if ((st = view_extent(cache_n, kcs, a->head_dim, ces))) return st;
+    if ((st = view_extent(cache_n, vcs, dv, ces))) return st;
+    if (a->k_new.data) {
+        int64_t kns[3] = {a->k_new.stride_b, a->k_new.stride_s, a->k_new.stride_h};
+        int64_t vns[3] = {a->v_new.stride_b, a->v_new.stride_s, a->v_new.stride_h};
+        if ((st = view_extent(nkv, kns, a->head_dim, es))) return st;
+        if ((st = view_extent(nkv, vns, dv, es))) return st;
+        /* Appends write the caches: two tokens must not share an element. */
+        CHECK(view_is_injective(cache_n, kcs, a->head_dim), TILEATTN_ERR_SHAPE_MISMATCH);
+        CHECK(view_is_injective(cache_n, vcs, dv), TILEATTN_ERR_SHAPE_MISMATCH);
+    }
+    if (int8) { /* the scale arrays' extents */
+        int64_t blocks = a->block_table ? a->num_blocks
+                                        : (a->max_seqlen_cache + a->block_size - 1) / a->block_size;
+        int64_t n;
+        if (!a->block_table)
+            CHECK(!__builtin_mul_overflow(blocks, a->batch, &blocks), TILEATTN_ERR_OVERFLOW);
+        CHECK(!__builtin_mul_overflow(blocks, a->heads_kv, &n), TILEATTN_ERR_OVERFLOW);
+        CHECK(n <= PTRDIFF_MAX / 4, TILEATTN_ERR_OVERFLOW);
+    }
+
+    /* Products the driver forms: rows of LSE and O, the partial results of
+     * the split-KV merge (bounded by B * H * Sq_new * capacity-sized splits). */
+    int64_t rows, tmp;
+    CHECK(!__builtin_mul_overflow(a->batch, a->heads_q, &rows), TILEATTN_ERR_OVERFLOW);
+    CHECK(!__builtin_mul_overflow(rows, a->seqlen_new, &rows), TILEATTN_ERR_OVERFLOW);
+    CHECK(
+        !__builtin_mul_overflow(rows, (int64_t)sizeof(double) * (TILEATTN_MAX_HEAD_DIM + 2), &tmp),
+        TILEATTN_ERR_OVERFLOW);
+    CHECK(!__builtin_mul_overflow(a->seqlen_new, a->heads_q / a->heads_kv, &tmp),
+          TILEATTN_ERR_OVERFLOW);
+
+    if (a->alibi_slopes) {
+        CHECK(a->alibi_stride_b >= 0, TILEATTN_ERR_BAD_VALUE);
+        CHECK(a->alibi_stride_b == 0 || a->alibi_stride_b >= a->heads_q,
+              TILEATTN_ERR_SHAPE_MISMATCH);
+        CHECK(!__builtin_mul_overflow(a->batch - 1, a->alibi_stride_b, &tmp),
+              TILEATTN_ERR_OVERFLOW);
+    }
+    return check_cache_contents(a, capacity);
+}
+
+tileattn_status tileattn_validate_decode(const tileattn_decode_args *args) {
+    return ta_validate_decode(args, 0);
+}
+
+void tileattn_decode_args_init(tileattn_decode_args *args) {
+    if (!args) return;
+    *args = (tileattn_decode_args){0};
+    args->dtype = TILEATTN_F32;
+    args->cache_dtype = TILEATTN_CACHE_F32;
+    args->window_left = -1;
+    args->window_right = -1;
+}
