@@ -1,0 +1,58 @@
+/*
+ * Compile-time description of one forward kernel instantiation, in the
+ * manner of FlashAttention's kernel_traits.h: the kernel body reads every
+ * size from here, and the launcher picks one per head dimension and tile.
+ */
+#ifndef TILEATTN_CUDA_KERNEL_TRAITS_CUH
+#define TILEATTN_CUDA_KERNEL_TRAITS_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+template <int kHeadDim_, int kBlockM_, int kBlockN_, int kNWarps_, typename Element_>
+struct ta_cuda_fwd_traits {
+    using Element = Element_; /* __half or __nv_bfloat16: the tensor cores' input type */
+
+    static constexpr int kHeadDim = kHeadDim_; /* instantiated D; smaller D is zero-padded */
+    static constexpr int kBlockM = kBlockM_;   /* query rows per thread block */
+    static constexpr int kBlockN = kBlockN_;   /* keys per K/V tile */
+    static constexpr int kNWarps = kNWarps_;
+    static constexpr int kNThreads = 32 * kNWarps;
+
+    /* Each warp owns a horizontal slice of the query tile (FlashAttention-2:
+     * no warp needs another warp's scores), made of 16-row MMA tiles. */
+    static constexpr int kRowsPerWarp = kBlockM / kNWarps;
+    static constexpr int kMTiles = kRowsPerWarp / 16;
+
+    /* mma.sync.m16n8k16 tiles: S = Q K^T is kMTiles x kNTilesS of 16x8, and
+     * O = P V is kMTiles x kNTilesO of 16x8, both with k steps of 16. */
+    static constexpr int kNTilesS = kBlockN / 8;
+    static constexpr int kKStepsQK = kHeadDim / 16;
+    static constexpr int kNTilesO = kHeadDim / 8;
+    static constexpr int kKStepsPV = kBlockN / 16;
+
+    /* Q's A fragments stay in registers for the whole K/V loop when Q, S and
+     * O accumulators fit (floats per thread, measured: past ~160 ptxas
+     * spills at 255 registers); otherwise every k step re-reads them from
+     * shared memory, as FlashAttention-2 does by default. */
+    static constexpr int kRegsQ = kMTiles * kKStepsQK * 4;
+    static constexpr int kRegsSO = kMTiles * (kNTilesS + kNTilesO) * 4;
+    static constexpr bool kQInRegs = kRegsQ + kRegsSO <= 160;
+
+    /* Shared memory rows are kHeadDim elements = kChunksPerRow 16-byte chunks,
+     * stored with chunk c of row r at c ^ (r % 8): the 8 rows one ldmatrix
+     * phase reads then hit 8 different bank groups. Needs >= 8 chunks. */
+    static constexpr int kChunksPerRow = kHeadDim / 8;
+    static constexpr int kStages = 2; /* K/V tiles double-buffered */
+    static constexpr int kSmemQElems = kBlockM * kHeadDim;
+    static constexpr int kSmemKVElems = kBlockN * kHeadDim;
+    static constexpr int kSmemBytes =
+        (kSmemQElems + 2 * kStages * kSmemKVElems) * (int)sizeof(Element);
+
+    static_assert(kHeadDim % 64 == 0, "the swizzle needs rows of at least 8 chunks");
+    static_assert(kRowsPerWarp % 16 == 0 && kMTiles >= 1, "warps own whole 16-row MMA tiles");
+    static_assert(kBlockN % 16 == 0, "keys come in k16 steps of the P V product");
+    static_assert(sizeof(Element) == 2, "16-bit inputs only");
+};
+
+#endif /* TILEATTN_CUDA_KERNEL_TRAITS_CUH */
