@@ -39,7 +39,7 @@ typedef struct ta_bwd_tile {
 } ta_bwd_tile;
 
 typedef struct ta_bwd_kernels {
-    const char *isa; /* "portable" or "avx512" */
+    const char *isa; /* "portable", "avx2" or "avx512" */
 
     /* C[i*ldc + j] (+)= sum_p A(i, p) B[p*ldb + j] for i < m, j < n, where
      * A(i, p) = a[i*rsa + p*csa] (so a transposed A is rsa = 1, csa = ld)
@@ -58,12 +58,17 @@ typedef struct ta_bwd_kernels {
 extern const ta_bwd_kernels ta_bwd_kernels_portable;
 /* NULL when the build has no x86-64 SIMD code. */
 const ta_bwd_kernels *ta_bwd_kernels_avx512(void);
+const ta_bwd_kernels *ta_bwd_kernels_avx2(void);
 
-/* The table tileattn_backward uses: AVX-512 when the CPU and OS support it
- * and TILEATTN_ISA does not force something lower (e.g. "scalar" or
- * "avx2"), otherwise portable. NULL with *status set when TILEATTN_ISA is
- * not a known name (as the forward's dispatch). */
+/* The table tileattn_backward uses: the one of the forward's instruction set
+ * (dispatch.c chooses it once, TILEATTN_ISA included): AVX-512 for the
+ * avx512 tables, AVX2 for avx2, portable otherwise. NULL with *status set
+ * when TILEATTN_ISA is not a known name. */
 const ta_bwd_kernels *ta_bwd_kernels_select(tileattn_status *status);
+
+/* Every backward table this CPU runs, portable first. Returns how many were
+ * written (at most max). */
+int ta_bwd_kernels_all(const ta_bwd_kernels **list, int max);
 
 /* tileattn_backward with a given kernel table (validation included). */
 tileattn_status ta_backward_with(const tileattn_backward_args *args, const ta_bwd_kernels *kernels);

@@ -67,21 +67,27 @@ const ta_bwd_kernels ta_bwd_kernels_portable = {
     .grad_scores = grad_scores_portable,
 };
 
-/* The ISAs TILEATTN_ISA may name that are below AVX-512. */
-static int forces_below_avx512(const char *forced) {
-    return forced && *forced && strncmp(forced, "avx512", 6) != 0;
-}
-
 const ta_bwd_kernels *ta_bwd_kernels_select(tileattn_status *status) {
     tileattn_status st = TILEATTN_OK;
-    /* The forward's dispatch validates TILEATTN_ISA; follow its verdict. */
-    ta_ukernels_select(&st);
+    /* Follow the forward's choice, so that one place picks the ISA. */
+    const ta_ukernels *uk = ta_ukernels_select(&st);
     *status = st;
     if (st) return NULL;
+    const ta_bwd_kernels *simd = NULL;
+    if (strncmp(uk->isa, "avx512", 6) == 0)
+        simd = ta_bwd_kernels_avx512();
+    else if (strcmp(uk->isa, "avx2") == 0)
+        simd = ta_bwd_kernels_avx2();
+    return simd ? simd : &ta_bwd_kernels_portable;
+}
+
+int ta_bwd_kernels_all(const ta_bwd_kernels **list, int max) {
     const ta_cpu_features *f = ta_cpu_features_get();
-    const ta_bwd_kernels *avx512 = ta_bwd_kernels_avx512();
-    if (avx512 && f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->fma &&
-        !forces_below_avx512(getenv("TILEATTN_ISA")))
-        return avx512;
-    return &ta_bwd_kernels_portable;
+    const ta_bwd_kernels *avx2 = ta_bwd_kernels_avx2(), *avx512 = ta_bwd_kernels_avx512();
+    int count = 0;
+    if (count < max) list[count++] = &ta_bwd_kernels_portable;
+    if (count < max && avx2 && f->avx2 && f->fma) list[count++] = avx2;
+    if (count < max && avx512 && f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->fma)
+        list[count++] = avx512;
+    return count;
 }

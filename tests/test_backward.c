@@ -363,12 +363,8 @@ static int run_case(const bcase *c, uint64_t seed, const ta_bwd_kernels *kernels
 
 /* Every kernel table this CPU runs, then the selected one. */
 static void run_everywhere(const bcase *c, uint64_t seed) {
-    const ta_bwd_kernels *tables[3] = {&ta_bwd_kernels_portable, NULL, NULL};
-    int n = 1;
-    const ta_cpu_features *f = ta_cpu_features_get();
-    if (ta_bwd_kernels_avx512() && f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq &&
-        f->fma)
-        tables[n++] = ta_bwd_kernels_avx512();
+    const ta_bwd_kernels *tables[4];
+    int n = ta_bwd_kernels_all(tables, 4);
     int ok = 1;
     for (int i = 0; i < n; i++)
         ok &= run_case(c, seed, tables[i]);
