@@ -34,22 +34,35 @@ TA_AVX2_INLINE __m256i lanes(int64_t count) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* One mr x (8 or 16) block of C with every accumulator in a register; mr
- * and two_vectors are constants at every call site. */
-TA_AVX2_INLINE void gemm_block(int mr, int two_vectors, int64_t k, const float *a, int64_t rsa,
-                               int64_t csa, const float *b, int64_t ldb, float *c, int64_t ldc,
-                               __m256i mask0, __m256i mask1, int accumulate) {
+/* Loads and stores of one vector of B or C: plain ones inside the matrix
+ * (maskload costs several times a load on AMD cores), masked on its edge. */
+TA_AVX2_INLINE __m256 load_cols(int full, const float *p, __m256i mask) {
+    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
+}
+TA_AVX2_INLINE void store_cols(int full, float *p, __m256i mask, __m256 x) {
+    if (full)
+        _mm256_storeu_ps(p, x);
+    else
+        _mm256_maskstore_ps(p, mask, x);
+}
+
+/* One mr x (8 or 16) block of C with every accumulator in a register; mr,
+ * two_vectors and full (all 16 columns present) are constants at every
+ * call site. */
+TA_AVX2_INLINE void gemm_block(int mr, int two_vectors, int full, int64_t k, const float *a,
+                               int64_t rsa, int64_t csa, const float *b, int64_t ldb, float *c,
+                               int64_t ldc, __m256i mask0, __m256i mask1, int accumulate) {
     __m256 acc0[GEMM_MR], acc1[GEMM_MR];
 #pragma GCC unroll 6
     for (int r = 0; r < mr; r++) {
-        acc0[r] = accumulate ? _mm256_maskload_ps(c + r * ldc, mask0) : _mm256_setzero_ps();
+        acc0[r] = accumulate ? load_cols(full, c + r * ldc, mask0) : _mm256_setzero_ps();
         if (two_vectors)
-            acc1[r] = accumulate ? _mm256_maskload_ps(c + r * ldc + 8, mask1) : _mm256_setzero_ps();
+            acc1[r] = accumulate ? load_cols(full, c + r * ldc + 8, mask1) : _mm256_setzero_ps();
     }
     for (int64_t p = 0; p < k; p++) {
         const float *b_row = b + p * ldb;
-        __m256 b0 = _mm256_maskload_ps(b_row, mask0);
-        __m256 b1 = two_vectors ? _mm256_maskload_ps(b_row + 8, mask1) : b0;
+        __m256 b0 = load_cols(full, b_row, mask0);
+        __m256 b1 = two_vectors ? load_cols(full, b_row + 8, mask1) : b0;
         const float *a_col = a + p * csa;
 #pragma GCC unroll 6
         for (int r = 0; r < mr; r++) {
@@ -60,17 +73,19 @@ TA_AVX2_INLINE void gemm_block(int mr, int two_vectors, int64_t k, const float *
     }
 #pragma GCC unroll 6
     for (int r = 0; r < mr; r++) {
-        _mm256_maskstore_ps(c + r * ldc, mask0, acc0[r]);
-        if (two_vectors) _mm256_maskstore_ps(c + r * ldc + 8, mask1, acc1[r]);
+        store_cols(full, c + r * ldc, mask0, acc0[r]);
+        if (two_vectors) store_cols(full, c + r * ldc + 8, mask1, acc1[r]);
     }
 }
 
 #define GEMM_BLOCK_CASE(MR)                                                                        \
     case MR:                                                                                       \
-        if (two)                                                                                   \
-            gemm_block(MR, 1, k, a_i, rsa, csa, b_j, ldb, c_ij, ldc, mask0, mask1, accumulate);    \
+        if (full)                                                                                  \
+            gemm_block(MR, 1, 1, k, a_i, rsa, csa, b_j, ldb, c_ij, ldc, mask0, mask1, accumulate); \
+        else if (two)                                                                              \
+            gemm_block(MR, 1, 0, k, a_i, rsa, csa, b_j, ldb, c_ij, ldc, mask0, mask1, accumulate); \
         else                                                                                       \
-            gemm_block(MR, 0, k, a_i, rsa, csa, b_j, ldb, c_ij, ldc, mask0, mask1, accumulate);    \
+            gemm_block(MR, 0, 0, k, a_i, rsa, csa, b_j, ldb, c_ij, ldc, mask0, mask1, accumulate); \
         break;
 
 TA_AVX2 static void gemm_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa,
@@ -80,7 +95,7 @@ TA_AVX2 static void gemm_avx2(int64_t m, int64_t n, int64_t k, const float *a, i
      * most 16 KiB) stays in L1 while every row block streams past it. */
     for (int64_t j = 0; j < n; j += GEMM_NR) {
         __m256i mask0 = lanes(n - j), mask1 = lanes(n - j - 8);
-        int two = n - j > 8;
+        int two = n - j > 8, full = n - j >= GEMM_NR;
         const float *b_j = b + j;
         for (int64_t i = 0; i < m; i += GEMM_MR) {
             const float *a_i = a + i * rsa;
