@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_decode.h"
+#include "cmd_grad.h"
 
 typedef struct command {
     const char *name;
@@ -18,13 +20,16 @@ static const command commands[] = {
     {"check", ta_cmd_check, "compare an O (and LSE) computed elsewhere with the reference"},
     {"bench", ta_cmd_bench, "time the library against baselines"},
     {"info", ta_cmd_info, "describe this machine and the plan for a problem"},
+    {"grad", ta_cmd_grad, "the backward pass on .npy tensors, writing dQ, dK, dV"},
+    {"check-grad", ta_cmd_check_grad, "compare dQ, dK, dV computed elsewhere with the reference"},
+    {"decode", ta_cmd_decode, "decoding over a KV cache (contiguous or paged) in .npy files"},
     {"demo", ta_cmd_demo, "a small worked example"},
 };
 
 static void print_usage(FILE *out) {
     fputs("Usage: tileattn <command> [flags]   (exact attention on CPUs)\n\nCommands:\n", out);
     for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++)
-        fprintf(out, "  %-6s %s\n", commands[c].name, commands[c].summary);
+        fprintf(out, "  %-10s %s\n", commands[c].name, commands[c].summary);
     fputs("\n'tileattn <command> --help' lists a command's flags; 'tileattn --version' the\n"
           "version. Exit status: 0 success, 1 check found an error above tolerance,\n"
           "2 bad usage or bad input.\n",
