@@ -69,19 +69,6 @@ static int same_shape(const char *path, const ta_npy_array *a, int ndim, const i
     return -1;
 }
 
-static int parse_window(const char *text, int64_t *left, int64_t *right) {
-    const char *comma = strchr(text, ',');
-    char buf[64];
-    if (!comma || (size_t)(comma - text) >= sizeof buf) {
-        ta_cli_error(CMD, "--window wants L,R");
-        return -1;
-    }
-    memcpy(buf, text, (size_t)(comma - text));
-    buf[comma - text] = '\0';
-    if (ta_cli_parse_int64("--window", buf, -1, INT64_MAX, left) != 0) return -1;
-    return ta_cli_parse_int64("--window", comma + 1, -1, INT64_MAX, right);
-}
-
 static int parse_args(int argc, char **argv, decode_paths *p, tileattn_decode_args *a) {
     struct {
         const char *flag;
@@ -103,30 +90,32 @@ static int parse_args(int argc, char **argv, decode_paths *p, tileattn_decode_ar
         {"--alibi", &p->alibi},
         {"--sinks", &p->sinks},
     };
+    int64_t threads = 0;
     for (int i = 1; i < argc;) {
         int r = 0;
         for (size_t f = 0; f < sizeof files / sizeof files[0] && r == 0; f++)
             r = ta_cli_path_flag(argc, argv, &i, files[f].flag, files[f].path);
         if (r == 0) r = ta_cli_float_flag(argc, argv, &i, "--softcap", &a->softcap);
-        if (r == 0) r = ta_cli_float_flag(argc, argv, &i, "--scale", &a->scale);
+        if (r == 0) {
+            r = ta_cli_float_flag(argc, argv, &i, "--scale", &a->scale);
+            if (r > 0 && !(a->scale > 0.0f)) { /* as run: 0 is not a scale */
+                ta_cli_error(CMD, "--scale: must be > 0 (leave it out for 1/sqrt(D))");
+                return -1;
+            }
+        }
+        if (r == 0) r = ta_cli_window_flag(argc, argv, &i, &a->window_left, &a->window_right);
+        if (r == 0) r = ta_cli_int64_flag(argc, argv, &i, "--threads", 0, 4096, &threads);
         if (r < 0) return -1;
         if (r > 0) continue;
         if (strcmp(argv[i], "--causal") == 0) {
             a->causal = 1;
             i++;
-        } else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc) {
-            if (parse_window(argv[i + 1], &a->window_left, &a->window_right) != 0) return -1;
-            i += 2;
-        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-            int64_t t;
-            if (ta_cli_parse_int64("--threads", argv[i + 1], 0, 4096, &t) != 0) return -1;
-            a->num_threads = (int)t;
-            i += 2;
         } else {
             ta_cli_error(CMD, "unknown argument '%s' (try 'tileattn decode --help')", argv[i]);
             return -1;
         }
     }
+    a->num_threads = (int)threads;
     int contiguous = p->k_cache || p->v_cache, paged = p->k_pool || p->v_pool || p->block_table;
     if (!p->q || !p->cache_seqlens || !p->out || contiguous == paged ||
         (contiguous && !(p->k_cache && p->v_cache)) ||
@@ -135,10 +124,21 @@ static int parse_args(int argc, char **argv, decode_paths *p, tileattn_decode_ar
                           "--k-pool/--v-pool/--block-table) are required");
         return -1;
     }
-    if (!p->k_new != !p->v_new || (p->k_new && !(p->k_cache_out && p->v_cache_out))) {
+    /* All four or none: cache outputs without new tokens would be accepted
+     * and silently never written. */
+    if (!p->k_new != !p->v_new || !p->k_new != !p->k_cache_out || !p->k_new != !p->v_cache_out) {
         ta_cli_error(CMD, "--k-new and --v-new go together, with --k-cache-out and --v-cache-out");
         return -1;
     }
+    /* Each output is renamed into place in turn: two with one name would
+     * leave only the last (e.g. LSE's bytes under --out's name). */
+    const char *outs[4] = {p->out, p->lse, p->k_cache_out, p->v_cache_out};
+    for (int x = 0; x < 4; x++)
+        for (int y = x + 1; y < 4; y++)
+            if (outs[x] && outs[y] && strcmp(outs[x], outs[y]) == 0) {
+                ta_cli_error(CMD, "two outputs name the same file '%s'", outs[x]);
+                return -1;
+            }
     return 0;
 }
 

@@ -136,6 +136,43 @@ int ta_cli_float_flag(int argc, char **argv, int *i, const char *flag, float *va
     return 1;
 }
 
+static int parse_window(const char *text, int64_t *left, int64_t *right) {
+    const char *comma = strchr(text, ',');
+    if (comma == NULL || comma == text || comma[1] == '\0' || strchr(comma + 1, ',') != NULL) {
+        fprintf(stderr, "tileattn: --window: want L,R (two integers >= -1), got '%s'\n", text);
+        return -1;
+    }
+    char left_text[32];
+    size_t left_len = (size_t)(comma - text);
+    if (left_len >= sizeof left_text) {
+        fprintf(stderr, "tileattn: --window: '%s' is out of range\n", text);
+        return -1;
+    }
+    memcpy(left_text, text, left_len);
+    left_text[left_len] = '\0';
+    if (ta_cli_parse_int64("--window", left_text, -1, INT64_MAX, left) != 0 ||
+        ta_cli_parse_int64("--window", comma + 1, -1, INT64_MAX, right) != 0)
+        return -1;
+    return 0;
+}
+
+int ta_cli_int64_flag(int argc, char **argv, int *i, const char *flag, int64_t min, int64_t max,
+                      int64_t *value) {
+    if (!is_flag(argv[*i], flag)) return 0;
+    const char *text = flag_value(argc, argv, i, flag);
+    if (text == NULL || ta_cli_parse_int64(flag, text, min, max, value) != 0) return -1;
+    (*i)++;
+    return 1;
+}
+
+int ta_cli_window_flag(int argc, char **argv, int *i, int64_t *left, int64_t *right) {
+    if (!is_flag(argv[*i], "--window")) return 0;
+    const char *text = flag_value(argc, argv, i, "--window");
+    if (text == NULL || parse_window(text, left, right) != 0) return -1;
+    (*i)++;
+    return 1;
+}
+
 int ta_cli_is_help(const char *arg) {
     return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
 }
@@ -168,26 +205,6 @@ void ta_cli_print_problem_flags(FILE *out, int with_shapes) {
           "  --cu-seqlens-k F.npy varlen: the same for the keys (both or neither)\n"
           "  --threads N          worker threads (0 = OpenMP's default) [0]\n",
           out);
-}
-
-static int parse_window(const char *text, int64_t *left, int64_t *right) {
-    const char *comma = strchr(text, ',');
-    if (comma == NULL || comma == text || comma[1] == '\0' || strchr(comma + 1, ',') != NULL) {
-        fprintf(stderr, "tileattn: --window: want L,R (two integers >= -1), got '%s'\n", text);
-        return -1;
-    }
-    char left_text[32];
-    size_t left_len = (size_t)(comma - text);
-    if (left_len >= sizeof left_text) {
-        fprintf(stderr, "tileattn: --window: '%s' is out of range\n", text);
-        return -1;
-    }
-    memcpy(left_text, text, left_len);
-    left_text[left_len] = '\0';
-    if (ta_cli_parse_int64("--window", left_text, -1, INT64_MAX, left) != 0 ||
-        ta_cli_parse_int64("--window", comma + 1, -1, INT64_MAX, right) != 0)
-        return -1;
-    return 0;
 }
 
 /* Sizes on a command line: at least 1, and small enough that products of a

@@ -25,6 +25,13 @@ int ta_cli_path_flag(int argc, char **argv, int *i, const char *flag, const char
 /* The same for a finite float >= 0. */
 int ta_cli_float_flag(int argc, char **argv, int *i, const char *flag, float *value);
 
+/* The same for an integer in [min, max]. */
+int ta_cli_int64_flag(int argc, char **argv, int *i, const char *flag, int64_t min, int64_t max,
+                      int64_t *value);
+
+/* The same for --window L,R (two integers >= -1). */
+int ta_cli_window_flag(int argc, char **argv, int *i, int64_t *left, int64_t *right);
+
 /* Is arg one of the shape flags (--batch ... --dtype), which only bench and
  * info take? */
 int ta_cli_is_shape_flag(const char *arg);
