@@ -13,7 +13,10 @@
  *   V   [B, Sk, Hk, Dv]
  *
  * Strides are counted in elements and may be anything for the batch, sequence
- * and head axes; the last axis (the head dimension) must be contiguous.
+ * and head axes: zero broadcasts an input, a negative stride reads an axis
+ * backwards (data then points at its first logical element); outputs must
+ * not write one element twice. The last axis (the head dimension) must be
+ * contiguous.
  * With varlen (cu_seqlens_q/k given), the batch axis disappears: tensors are
  * [total_tokens, heads, dim], sequence b occupies tokens
  * cu_seqlens[b] .. cu_seqlens[b+1]-1, and LSE is [H, total_q].

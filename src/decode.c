@@ -55,7 +55,7 @@ static void append_int8(const tileattn_decode_args *a, int64_t b, int64_t kv_hea
         float absmax = 0.0f;
         for (int64_t pos = start; pos < stop; pos++) {
             const char *row = (const char *)src->data +
-                              (size_t)(b * src->stride_b + (pos - first) * src->stride_s +
+                              (ptrdiff_t)(b * src->stride_b + (pos - first) * src->stride_s +
                                        kv_head * src->stride_h) *
                                   es;
             for (int64_t c = 0; c < dim; c++) {
@@ -76,7 +76,7 @@ static void append_int8(const tileattn_decode_args *a, int64_t b, int64_t kv_hea
         float inv = new_scale > 0.0f ? 1.0f / new_scale : 0.0f;
         for (int64_t pos = start; pos < stop; pos++) {
             const char *in = (const char *)src->data +
-                             (size_t)(b * src->stride_b + (pos - first) * src->stride_s +
+                             (ptrdiff_t)(b * src->stride_b + (pos - first) * src->stride_s +
                                       kv_head * src->stride_h) *
                                  es;
             int8_t *row = (int8_t *)cache->data + ta_cache_offset(a, cache, b, pos, kv_head);
@@ -97,9 +97,9 @@ static void append_float(const tileattn_decode_args *a, int64_t b, int64_t kv_he
     for (int64_t t = 0; t < a->seqlen_new; t++) {
         const char *in =
             (const char *)src->data +
-            (size_t)(b * src->stride_b + t * src->stride_s + kv_head * src->stride_h) * es;
+            (ptrdiff_t)(b * src->stride_b + t * src->stride_s + kv_head * src->stride_h) * es;
         char *out = (char *)cache->data +
-                    (size_t)ta_cache_offset(a, cache, b, a->cache_seqlens[b] + t, kv_head) * ces;
+                    (ptrdiff_t)ta_cache_offset(a, cache, b, a->cache_seqlens[b] + t, kv_head) * ces;
         for (int64_t c = 0; c < dim; c++)
             ta_store_f32(out, cache_dtype, c, ta_load_f32(in, a->dtype, c));
     }
@@ -219,8 +219,8 @@ static void gather_rows(const ta_decode_desc *d, const tileattn_decode_args *a, 
             vs = a->v_scales[idx];
         }
         for (int64_t u = 0; u < run; u++, c++) {
-            tile->k_rows[c] = k_base + (size_t)(k_off + u * a->k_cache.stride_s) * ces;
-            tile->v_rows[c] = v_base + (size_t)(v_off + u * a->v_cache.stride_s) * ces;
+            tile->k_rows[c] = k_base + (ptrdiff_t)(k_off + u * a->k_cache.stride_s) * ces;
+            tile->v_rows[c] = v_base + (ptrdiff_t)(v_off + u * a->v_cache.stride_s) * ces;
             tile->k_scale[c] = ks;
             tile->v_scale[c] = vs;
         }
@@ -266,7 +266,7 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
         int64_t row = t->r0 + r, i = row / d->group;
         int64_t h = t->kv_head * d->group + row % d->group;
         const char *q = (const char *)a->q.data +
-                        (size_t)(t->b * a->q.stride_b + i * a->q.stride_s + h * a->q.stride_h) * es;
+                        (ptrdiff_t)(t->b * a->q.stride_b + i * a->q.stride_s + h * a->q.stride_h) * es;
         for (int64_t c = 0; c < dk; c++)
             ws->q[r * dk + c] = ta_load_f32(q, d->dtype, c) * d->scale;
     }
@@ -343,7 +343,7 @@ static void finish_rows(const ta_decode_desc *d, const tileattn_decode_args *a, 
          * contributes no value), LSE = log of the denominator, or -inf. */
         float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
         char *o = (char *)a->o.data +
-                  (size_t)(t->b * a->o.stride_b + i * a->o.stride_s + h * a->o.stride_h) * es;
+                  (ptrdiff_t)(t->b * a->o.stride_b + i * a->o.stride_s + h * a->o.stride_h) * es;
         for (int64_t c = 0; c < dv; c++)
             ta_store_f32(o, d->dtype, c, out[c] * inv);
         if (a->lse)

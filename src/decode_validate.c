@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "decode.h"
+#include "desc.h"
 
 #define CHECK(cond, status)                                                                        \
     do {                                                                                           \
@@ -27,48 +28,6 @@ size_t ta_cache_dtype_size(tileattn_cache_dtype dtype) {
 
 static int is_activation_dtype(tileattn_dtype d) {
     return d == TILEATTN_F32 || d == TILEATTN_F16 || d == TILEATTN_BF16;
-}
-
-/* The element extent of a [n0, n1, n2, dim] view; fails on overflow or on a
- * negative stride. */
-static tileattn_status view_extent(const int64_t n[3], const int64_t stride[3], int64_t dim,
-                                   size_t elem_size) {
-    int64_t end = dim;
-    for (int a = 0; a < 3; a++) {
-        CHECK(stride[a] >= 0, TILEATTN_ERR_BAD_VALUE);
-        int64_t step;
-        CHECK(!__builtin_mul_overflow(n[a] - 1, stride[a], &step), TILEATTN_ERR_OVERFLOW);
-        CHECK(!__builtin_add_overflow(end, step, &end), TILEATTN_ERR_OVERFLOW);
-    }
-    int64_t bytes;
-    CHECK(!__builtin_mul_overflow(end, (int64_t)elem_size, &bytes), TILEATTN_ERR_OVERFLOW);
-    CHECK(bytes <= PTRDIFF_MAX, TILEATTN_ERR_OVERFLOW);
-    return TILEATTN_OK;
-}
-
-/* A written view must not reach one element twice: with its axes sorted by
- * stride, each stride must step over everything the smaller axes span. */
-static int view_is_injective(const int64_t n[3], const int64_t stride[3], int64_t dim) {
-    int64_t s[3], e[3];
-    int count = 0;
-    for (int a = 0; a < 3; a++)
-        if (n[a] > 1) {
-            s[count] = stride[a];
-            e[count] = n[a];
-            count++;
-        }
-    for (int i = 1; i < count; i++)
-        for (int j = i; j > 0 && s[j] < s[j - 1]; j--) {
-            int64_t ts = s[j], te = e[j];
-            s[j] = s[j - 1], e[j] = e[j - 1];
-            s[j - 1] = ts, e[j - 1] = te;
-        }
-    int64_t span = dim;
-    for (int i = 0; i < count; i++) {
-        if (s[i] < span) return 0;
-        span = s[i] * e[i]; /* bounded by view_extent */
-    }
-    return 1;
 }
 
 typedef struct block_owner {
@@ -182,19 +141,19 @@ tileattn_status ta_validate_decode(const tileattn_decode_args *a, int allow_no_o
     int64_t os[3] = {a->o.stride_b, a->o.stride_s, a->o.stride_h};
     int64_t kcs[3] = {a->k_cache.stride_b, a->k_cache.stride_s, a->k_cache.stride_h};
     int64_t vcs[3] = {a->v_cache.stride_b, a->v_cache.stride_s, a->v_cache.stride_h};
-    if ((st = view_extent(nq, qs, a->head_dim, es))) return st;
-    if ((st = view_extent(nq, os, dv, es))) return st;
-    if (a->o.data) CHECK(view_is_injective(nq, os, dv), TILEATTN_ERR_SHAPE_MISMATCH);
-    if ((st = view_extent(cache_n, kcs, a->head_dim, ces))) return st;
-    if ((st = view_extent(cache_n, vcs, dv, ces))) return st;
+    if ((st = ta_check_view(nq, qs, a->head_dim, es))) return st;
+    if ((st = ta_check_view(nq, os, dv, es))) return st;
+    if (a->o.data) CHECK(ta_view_is_injective(nq, os, dv), TILEATTN_ERR_SHAPE_MISMATCH);
+    if ((st = ta_check_view(cache_n, kcs, a->head_dim, ces))) return st;
+    if ((st = ta_check_view(cache_n, vcs, dv, ces))) return st;
     if (a->k_new.data) {
         int64_t kns[3] = {a->k_new.stride_b, a->k_new.stride_s, a->k_new.stride_h};
         int64_t vns[3] = {a->v_new.stride_b, a->v_new.stride_s, a->v_new.stride_h};
-        if ((st = view_extent(nkv, kns, a->head_dim, es))) return st;
-        if ((st = view_extent(nkv, vns, dv, es))) return st;
+        if ((st = ta_check_view(nkv, kns, a->head_dim, es))) return st;
+        if ((st = ta_check_view(nkv, vns, dv, es))) return st;
         /* Appends write the caches: two tokens must not share an element. */
-        CHECK(view_is_injective(cache_n, kcs, a->head_dim), TILEATTN_ERR_SHAPE_MISMATCH);
-        CHECK(view_is_injective(cache_n, vcs, dv), TILEATTN_ERR_SHAPE_MISMATCH);
+        CHECK(ta_view_is_injective(cache_n, kcs, a->head_dim), TILEATTN_ERR_SHAPE_MISMATCH);
+        CHECK(ta_view_is_injective(cache_n, vcs, dv), TILEATTN_ERR_SHAPE_MISMATCH);
     }
     if (int8) { /* the scale arrays' extents */
         int64_t blocks = a->block_table ? a->num_blocks

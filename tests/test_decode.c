@@ -436,6 +436,68 @@ static void run_case(const dcase *c) {
     free_problem(&p);
 }
 
+/* Copies a [rows][row_bytes] array with its rows in reverse order. */
+static void *reversed_rows(const void *src, int64_t rows, size_t row_bytes) {
+    char *dst = th_alloc((size_t)rows * row_bytes);
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(dst + (size_t)(rows - 1 - r) * row_bytes, (const char *)src + (size_t)r * row_bytes,
+               row_bytes);
+    return dst;
+}
+
+/* Views with negative strides: the same logical Q and caches, stored with
+ * the cache's token axis and Q's head axis reversed and read backwards, give
+ * bitwise the same O, LSE and appended cache as the plain layout. */
+Test(decode, negative_strides) {
+    dcase c = base_case();
+    c.batch = 1, c.lens[0] = 150, c.append = 1, c.sq = 3, c.causal = 1;
+    c.dtype = TILEATTN_BF16, c.cache_dtype = TILEATTN_CACHE_BF16;
+    dproblem p;
+    make_problem(&c, &p);
+    size_t es = tileattn_dtype_size(c.dtype);
+    int64_t rows = c.sq * c.h;
+    size_t o_bytes = (size_t)(rows * p.dv) * es, lse_bytes = (size_t)rows * sizeof(float);
+
+    dcaches plain = copy_caches(&p, 0);
+    void *o_plain = th_alloc(o_bytes);
+    float *lse_plain = th_alloc(lse_bytes);
+    tileattn_decode_args a = make_args(&p, &plain, 0, o_plain, lse_plain, 2);
+    cr_assert_eq(tileattn_decode(&a), TILEATTN_OK);
+
+    /* One token of the cache is a row of Hk * dim elements (batch 1). */
+    size_t k_row = (size_t)(c.hk * c.d) * p.ces, v_row = (size_t)(c.hk * p.dv) * p.ces;
+    void *k_rev = reversed_rows(p.kc, p.capacity, k_row);
+    void *v_rev = reversed_rows(p.vc, p.capacity, v_row);
+    /* Q [1, Sq, H, D] with the heads of each token reversed. */
+    void *q_rev = th_alloc((size_t)(rows * c.d) * es);
+    for (int64_t t = 0; t < c.sq; t++)
+        for (int64_t h = 0; h < c.h; h++)
+            memcpy((char *)q_rev + (size_t)((t * c.h + c.h - 1 - h) * c.d) * es,
+                   (const char *)p.q + (size_t)((t * c.h + h) * c.d) * es, (size_t)c.d * es);
+    void *o_rev = th_alloc(o_bytes);
+    float *lse_rev = th_alloc(lse_bytes);
+    dcaches rev = {k_rev, v_rev, NULL, NULL};
+    tileattn_decode_args r = make_args(&p, &rev, 0, o_rev, lse_rev, 2);
+    r.k_cache.data = (char *)k_rev + (size_t)(p.capacity - 1) * k_row;
+    r.k_cache.stride_s = -r.k_cache.stride_s;
+    r.v_cache.data = (char *)v_rev + (size_t)(p.capacity - 1) * v_row;
+    r.v_cache.stride_s = -r.v_cache.stride_s;
+    r.q.data = (const char *)q_rev + (size_t)((c.h - 1) * c.d) * es;
+    r.q.stride_h = -r.q.stride_h;
+    cr_assert_eq(tileattn_decode(&r), TILEATTN_OK);
+
+    cr_assert(memcmp(o_rev, o_plain, o_bytes) == 0, "O differs through reversed views");
+    cr_assert(memcmp(lse_rev, lse_plain, lse_bytes) == 0, "LSE differs through reversed views");
+    void *k_back = reversed_rows(k_rev, p.capacity, k_row);
+    void *v_back = reversed_rows(v_rev, p.capacity, v_row);
+    cr_assert(memcmp(k_back, plain.k, p.kc_bytes) == 0, "K cache appended elsewhere");
+    cr_assert(memcmp(v_back, plain.v, p.vc_bytes) == 0, "V cache appended elsewhere");
+    th_free(k_back), th_free(v_back), th_free(k_rev), th_free(v_rev), th_free(q_rev);
+    th_free(o_rev), th_free(lse_rev), th_free(o_plain), th_free(lse_plain);
+    free_caches(&plain);
+    free_problem(&p);
+}
+
 Test(decode, plain_gqa_f32) {
     dcase c = base_case();
     run_case(&c);
