@@ -15,6 +15,10 @@
 #include "io.h"
 #include "npy.h"
 
+#ifdef TILEATTN_CLI_HAVE_CUDA
+#include "tileattn_cuda.h"
+#endif
+
 static void print_run_help(FILE *out) {
     fputs("Usage: tileattn run --q Q.npy --k K.npy --v V.npy --out O.npy [--lse LSE.npy]\n"
           "                    [mask flags]\n"
@@ -24,6 +28,10 @@ static void print_run_help(FILE *out) {
           "  (with --cu-seqlens: [total, heads, dim]). O has Q's dtype and shape\n"
           "  [B, Sq, H, Dv]; LSE is float32 [B, H, Sq] ([H, total_q] for varlen).\n"
           "Outputs are replaced atomically: a failed run changes no file.\n"
+          "\n"
+          "  --device D           cpu, or cuda: the CUDA backend (float16 inputs; a build\n"
+          "                       with -Dcuda, an NVIDIA GPU of compute capability 8.0+)\n"
+          "                       [cpu]\n"
           "\n",
           out);
     ta_cli_print_problem_flags(out, 0);
@@ -32,7 +40,7 @@ static void print_run_help(FILE *out) {
 int ta_cmd_run(int argc, char **argv) {
     const char *cmd = "run";
     const char *q_path = NULL, *k_path = NULL, *v_path = NULL;
-    const char *out_path = NULL, *lse_path = NULL;
+    const char *out_path = NULL, *lse_path = NULL, *device = "cpu";
     ta_cli_problem problem;
     ta_cli_problem_init(&problem);
 
@@ -57,6 +65,7 @@ int ta_cmd_run(int argc, char **argv) {
         if (r == 0) r = ta_cli_path_flag(argc, argv, &i, "--v", &v_path);
         if (r == 0) r = ta_cli_path_flag(argc, argv, &i, "--out", &out_path);
         if (r == 0) r = ta_cli_path_flag(argc, argv, &i, "--lse", &lse_path);
+        if (r == 0) r = ta_cli_text_flag(argc, argv, &i, "--device", &device);
         if (r < 0) return TA_EXIT_USAGE;
         if (r == 0) {
             ta_cli_error(cmd, "unknown argument '%s' (try 'tileattn run --help')", arg);
@@ -67,6 +76,18 @@ int ta_cmd_run(int argc, char **argv) {
         ta_cli_error(cmd, "--q, --k, --v and --out are required (try 'tileattn run --help')");
         return TA_EXIT_USAGE;
     }
+    int on_gpu = strcmp(device, "cuda") == 0;
+    if (!on_gpu && strcmp(device, "cpu") != 0) {
+        ta_cli_error(cmd, "--device: want cpu or cuda, got '%s'", device);
+        return TA_EXIT_USAGE;
+    }
+#ifndef TILEATTN_CLI_HAVE_CUDA
+    if (on_gpu) {
+        ta_cli_error(cmd, "--device cuda: this build has no CUDA backend (meson setup "
+                          "-Dcuda=enabled, with nvcc)");
+        return TA_EXIT_USAGE;
+    }
+#endif
     if (lse_path != NULL && strcmp(lse_path, out_path) == 0) {
         ta_cli_error(cmd, "--out and --lse name the same file");
         return TA_EXIT_USAGE;
@@ -102,7 +123,23 @@ int ta_cmd_run(int argc, char **argv) {
     args.o = tileattn_tensor_out_contiguous(o, rows_q, in.dims.heads_q, in.dims.head_dim_v);
     args.lse = lse;
 
-    tileattn_status forward_status = tileattn_forward(&args);
+    tileattn_status forward_status = TILEATTN_OK;
+    if (!on_gpu) {
+        forward_status = tileattn_forward(&args);
+    } else {
+#ifdef TILEATTN_CLI_HAVE_CUDA
+        if (!tileattn_cuda_available()) {
+            ta_cli_error(cmd, "--device cuda: no CUDA device of compute capability 8.0 or newer");
+            goto done;
+        }
+        forward_status = tileattn_cuda_forward_host(&args);
+        if (forward_status != TILEATTN_OK && *tileattn_cuda_last_error_string()) {
+            ta_cli_error(cmd, "%s: %s", tileattn_status_string(forward_status),
+                         tileattn_cuda_last_error_string());
+            goto done;
+        }
+#endif
+    }
     if (forward_status != TILEATTN_OK) {
         ta_cli_error(cmd, "%s", tileattn_status_string(forward_status));
         goto done;

@@ -128,6 +128,15 @@ int ta_cli_path_flag(int argc, char **argv, int *i, const char *flag, const char
     return 1;
 }
 
+int ta_cli_text_flag(int argc, char **argv, int *i, const char *flag, const char **text) {
+    if (!is_flag(argv[*i], flag)) return 0;
+    const char *value = flag_value(argc, argv, i, flag);
+    if (value == NULL) return -1;
+    *text = value;
+    (*i)++;
+    return 1;
+}
+
 int ta_cli_float_flag(int argc, char **argv, int *i, const char *flag, float *value) {
     if (!is_flag(argv[*i], flag)) return 0;
     const char *text = flag_value(argc, argv, i, flag);

@@ -22,6 +22,9 @@ int ta_cli_parse_float(const char *flag, const char *text, float min, float *val
  * value; returns 0 if argv[*i] is another flag. */
 int ta_cli_path_flag(int argc, char **argv, int *i, const char *flag, const char **path);
 
+/* The same for any text (a name from a fixed list, checked by the caller). */
+int ta_cli_text_flag(int argc, char **argv, int *i, const char *flag, const char **text);
+
 /* The same for a finite float >= 0. */
 int ta_cli_float_flag(int argc, char **argv, int *i, const char *flag, float *value);
 
