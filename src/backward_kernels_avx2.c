@@ -26,7 +26,9 @@
 #define TA_AVX2        __attribute__((target("avx2,fma")))
 #define TA_AVX2_INLINE static inline __attribute__((always_inline)) TA_AVX2
 
-enum { GEMM_MR = 6, GEMM_NR = 16 };
+/* GEMM_PACK_MAX_K: the longest k whose B panel is copied (16 KiB on the
+ * stack); the backward's k is a head dim or a tile side, at most 256. */
+enum { GEMM_MR = 6, GEMM_NR = 16, GEMM_PACK_MAX_K = 256 };
 
 /* Lanes [0, count) set, for maskload/maskstore. */
 TA_AVX2_INLINE __m256i lanes(int64_t count) {
@@ -81,22 +83,37 @@ TA_AVX2_INLINE void gemm_block(int mr, int two_vectors, int full, int64_t k, con
 #define GEMM_BLOCK_CASE(MR)                                                                        \
     case MR:                                                                                       \
         if (full)                                                                                  \
-            gemm_block(MR, 1, 1, k, a_i, rsa, csa, b_j, ldb, c_ij, ldc, mask0, mask1, accumulate); \
+            gemm_block(MR, 1, 1, k, a_i, rsa, csa, b_j, ldb_j, c_ij, ldc, mask0, mask1,            \
+                       accumulate);                                                                \
         else if (two)                                                                              \
-            gemm_block(MR, 1, 0, k, a_i, rsa, csa, b_j, ldb, c_ij, ldc, mask0, mask1, accumulate); \
+            gemm_block(MR, 1, 0, k, a_i, rsa, csa, b_j, ldb_j, c_ij, ldc, mask0, mask1,            \
+                       accumulate);                                                                \
         else                                                                                       \
-            gemm_block(MR, 0, 0, k, a_i, rsa, csa, b_j, ldb, c_ij, ldc, mask0, mask1, accumulate); \
+            gemm_block(MR, 0, 0, k, a_i, rsa, csa, b_j, ldb_j, c_ij, ldc, mask0, mask1,            \
+                       accumulate);                                                                \
         break;
 
 TA_AVX2 static void gemm_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa,
                               int64_t csa, const float *b, int64_t ldb, float *c, int64_t ldc,
                               int accumulate) {
-    /* Column blocks outside, row blocks inside: the k x 16 panel of B (at
-     * most 16 KiB) stays in L1 while every row block streams past it. */
+    /* Column blocks outside, row blocks inside: the k x 16 panel of B stays
+     * in L1 while every row block streams past it. The panel is copied to
+     * contiguous rows first: read in place, its rows are ldb apart (512
+     * bytes for 128 keys), so they fall in 1/8 of L1's sets, evict each
+     * other and come back from L2 for every row block. */
+    _Alignas(32) float panel[GEMM_PACK_MAX_K * GEMM_NR];
     for (int64_t j = 0; j < n; j += GEMM_NR) {
         __m256i mask0 = lanes(n - j), mask1 = lanes(n - j - 8);
         int two = n - j > 8, full = n - j >= GEMM_NR;
         const float *b_j = b + j;
+        int64_t ldb_j = ldb;
+        if (full && k <= GEMM_PACK_MAX_K) {
+            for (int64_t p = 0; p < k; p++) {
+                _mm256_store_ps(panel + p * GEMM_NR, _mm256_loadu_ps(b_j + p * ldb));
+                _mm256_store_ps(panel + p * GEMM_NR + 8, _mm256_loadu_ps(b_j + p * ldb + 8));
+            }
+            b_j = panel, ldb_j = GEMM_NR;
+        }
         for (int64_t i = 0; i < m; i += GEMM_MR) {
             const float *a_i = a + i * rsa;
             float *c_ij = c + i * ldc + j;
