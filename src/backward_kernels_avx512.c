@@ -23,7 +23,9 @@
 #define TA_AVX512        __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2")))
 #define TA_AVX512_INLINE static inline __attribute__((always_inline)) TA_AVX512
 
-enum { GEMM_MR = 8, GEMM_NR = 32 };
+/* GEMM_PACK_MAX_K: the longest k whose B panel is copied (32 KiB on the
+ * stack); the backward's k is a head dim or a tile side, at most 256. */
+enum { GEMM_MR = 8, GEMM_NR = 32, GEMM_PACK_MAX_K = 256 };
 
 /* One mr x (16 or 32) block of C: the k loop with every accumulator in a
  * register. mr and two_vectors are constants at every call site. */
@@ -60,9 +62,9 @@ TA_AVX512_INLINE void gemm_block(int mr, int two_vectors, int64_t k, const float
 #define GEMM_BLOCK_CASE(MR)                                                                        \
     case MR:                                                                                       \
         if (two)                                                                                   \
-            gemm_block(MR, 1, k, a_i, rsa, csa, b_j, ldb, c_ij, ldc, mask0, mask1, accumulate);    \
+            gemm_block(MR, 1, k, a_i, rsa, csa, b_j, ldb_j, c_ij, ldc, mask0, mask1, accumulate);  \
         else                                                                                       \
-            gemm_block(MR, 0, k, a_i, rsa, csa, b_j, ldb, c_ij, ldc, mask0, mask1, accumulate);    \
+            gemm_block(MR, 0, k, a_i, rsa, csa, b_j, ldb_j, c_ij, ldc, mask0, mask1, accumulate);  \
         break;
 
 static __mmask16 lanes(int64_t count) {
@@ -73,11 +75,23 @@ TA_AVX512 static void gemm_avx512(int64_t m, int64_t n, int64_t k, const float *
                                   int64_t csa, const float *b, int64_t ldb, float *c, int64_t ldc,
                                   int accumulate) {
     /* Column blocks outside, row blocks inside: the k x 32 panel of B
-     * (at most 32 KiB) stays in L1 while every row block streams past it. */
+     * stays in L1 while every row block streams past it. The panel is
+     * copied to contiguous rows first: read in place, its rows are ldb
+     * apart (512 bytes for 128 keys), so they fall in a few of L1's sets,
+     * evict each other and come back from L2 for every row block. */
+    _Alignas(64) float panel[GEMM_PACK_MAX_K * GEMM_NR];
     for (int64_t j = 0; j < n; j += GEMM_NR) {
         __mmask16 mask0 = lanes(n - j), mask1 = lanes(n - j - 16);
         int two = n - j > 16;
         const float *b_j = b + j;
+        int64_t ldb_j = ldb;
+        if (n - j >= GEMM_NR && k <= GEMM_PACK_MAX_K) {
+            for (int64_t p = 0; p < k; p++) {
+                _mm512_store_ps(panel + p * GEMM_NR, _mm512_loadu_ps(b_j + p * ldb));
+                _mm512_store_ps(panel + p * GEMM_NR + 16, _mm512_loadu_ps(b_j + p * ldb + 16));
+            }
+            b_j = panel, ldb_j = GEMM_NR;
+        }
         for (int64_t i = 0; i < m; i += GEMM_MR) {
             const float *a_i = a + i * rsa;
             float *c_ij = c + i * ldc + j;
