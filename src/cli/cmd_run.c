@@ -133,9 +133,10 @@ int ta_cmd_run(int argc, char **argv) {
             goto done;
         }
         forward_status = tileattn_cuda_forward_host(&args);
-        if (forward_status != TILEATTN_OK && *tileattn_cuda_last_error_string()) {
-            ta_cli_error(cmd, "%s: %s", tileattn_status_string(forward_status),
-                         tileattn_cuda_last_error_string());
+        if (forward_status != TILEATTN_OK) {
+            const char *why = tileattn_cuda_last_error_string();
+            ta_cli_error(cmd, "--device cuda: %s%s%s", tileattn_status_string(forward_status),
+                         *why ? ": " : "", why);
             goto done;
         }
 #endif

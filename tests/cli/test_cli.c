@@ -723,7 +723,11 @@ static int run_on_device_then_check(const char *device) {
  * passes check against the CPU reference; anywhere else it is a one-line
  * error that writes nothing. */
 Test(cli, run_device) {
-    write_qkv(TA_NPY_F16, 6);
+    /* What the GPU takes: float16, Dv = D, a multiple of 8. */
+    const int64_t q[4] = {B, SQ, H, D}, k[4] = {B, SK, HK, D};
+    write_random("q.npy", TA_NPY_F16, 4, q, 6, -2, 2);
+    write_random("k.npy", TA_NPY_F16, 4, k, 7, -2, 2);
+    write_random("v.npy", TA_NPY_F16, 4, k, 8, -1, 1);
     cr_assert_eq(run_on_device_then_check("cpu"), 0, "--device cpu failed");
     const char *const tpu[] = {"--device", "tpu", NULL};
     expect_run_error("--device tpu", tpu, "--device");
