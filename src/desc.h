@@ -64,6 +64,10 @@ typedef struct ta_desc {
     const struct ta_ukernels *uk;
 } ta_desc;
 
+/* Fills the "what" half of desc from valid args (describe_problem.c),
+ * for every backend's planner. */
+void ta_describe_problem(const tileattn_forward_args *args, ta_desc *desc);
+
 /* Validates args (see tileattn_validate) and fills desc. */
 tileattn_status ta_plan(const tileattn_forward_args *args, ta_desc *desc);
 
