@@ -246,6 +246,7 @@ double bench_bf16_peak_gflops(int threads, int repeats, int *threads_used) {
         return measure_peak((peak_kernel){"avx512bf16", bf16_dot_loop, 16.0 * 64.0}, threads,
                             repeats, threads_used);
 #endif
+    (void)threads, (void)repeats; /* no bfloat16 peak loop for this ISA */
     if (threads_used) *threads_used = 0;
     return 0.0;
 }

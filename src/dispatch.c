@@ -1,6 +1,8 @@
 /*
- * CPU feature detection (cpuid + xgetbv, so a feature the OS does not save
- * on context switch is treated as absent) and the choice of microkernels.
+ * CPU feature detection (x86: cpuid + xgetbv, so a feature the OS does not
+ * save on context switch is treated as absent; AArch64: the kernel's HWCAP
+ * and HWCAP2 words, which list only what it enables for user space) and the
+ * choice of microkernels.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "dispatch.h"
@@ -14,6 +16,22 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+/* The bits of linux/arch/arm64/include/uapi/asm/hwcap.h, in case the C
+ * library's headers predate them. */
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1UL << 1)
+#endif
+#ifndef HWCAP_ASIMDHP
+#define HWCAP_ASIMDHP (1UL << 10)
+#endif
+#ifndef HWCAP_ASIMDFHM
+#define HWCAP_ASIMDFHM (1UL << 23)
+#endif
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16 (1UL << 14)
+#endif
 #endif
 
 static ta_cpu_features features;
@@ -60,6 +78,16 @@ static void detect_features(void) {
 done:
     features = f;
 }
+#elif defined(__aarch64__) && defined(__linux__)
+static void detect_features(void) {
+    ta_cpu_features f = {0};
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    f.asimd = (hw & HWCAP_ASIMD) != 0;
+    f.asimdhp = f.asimd && (hw & HWCAP_ASIMDHP) != 0;
+    f.asimdfhm = f.asimdhp && (hw & HWCAP_ASIMDFHM) != 0;
+    f.bf16 = f.asimd && (hw2 & HWCAP2_BF16) != 0;
+    features = f;
+}
 #else
 static void detect_features(void) {
     memset(&features, 0, sizeof features);
@@ -89,6 +117,11 @@ static int runs_avx2(const ta_cpu_features *f) {
     return f->avx2 && f->fma && f->f16c;
 }
 #endif
+#if TILEATTN_HAVE_ARM_SIMD
+static int runs_neon(const ta_cpu_features *f) {
+    return f->asimd;
+}
+#endif
 static int runs_anywhere(const ta_cpu_features *f) {
     (void)f;
     return 1;
@@ -99,6 +132,9 @@ static const candidate candidates[] = {
     {&ta_ukernels_avx512bf16, "avx512bf16", runs_avx512bf16},
     {&ta_ukernels_avx512, "avx512", runs_avx512},
     {&ta_ukernels_avx2, "avx2", runs_avx2},
+#endif
+#if TILEATTN_HAVE_ARM_SIMD
+    {&ta_ukernels_neon, "neon", runs_neon},
 #endif
     {&ta_ukernels_scalar, "scalar", runs_anywhere},
 };

@@ -8,11 +8,14 @@
 #include "tileattn.h"
 #include "ukernel.h"
 
-/* What the CPU (and the OS, through XCR0) allows. */
+/* What the CPU (and the OS, through XCR0 on x86, HWCAP on AArch64) allows. */
 typedef struct ta_cpu_features {
     int avx2, fma, f16c;
     int avx512f, avx512bw, avx512vl, avx512dq, avx512_bf16;
     int amx_bf16, amx_tile;
+    /* AArch64: Advanced SIMD, its FP16 arithmetic (ASIMDHP), the FP16
+     * widening multiply-add FMLAL (ASIMDFHM), BFDOT/BFMMLA/BFMLAL (BF16). */
+    int asimd, asimdhp, asimdfhm, bf16;
 } ta_cpu_features;
 
 const ta_cpu_features *ta_cpu_features_get(void);

@@ -74,4 +74,7 @@ extern const ta_ukernels ta_ukernels_avx2;
 extern const ta_ukernels ta_ukernels_avx512;
 extern const ta_ukernels ta_ukernels_avx512bf16;
 
+/* AArch64 tables (simd/arm/), built when the compiler targets AArch64. */
+extern const ta_ukernels ta_ukernels_neon;
+
 #endif /* TILEATTN_UKERNEL_H */
