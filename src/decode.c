@@ -56,7 +56,7 @@ static void append_int8(const tileattn_decode_args *a, int64_t b, int64_t kv_hea
         for (int64_t pos = start; pos < stop; pos++) {
             const char *row = (const char *)src->data +
                               (ptrdiff_t)(b * src->stride_b + (pos - first) * src->stride_s +
-                                       kv_head * src->stride_h) *
+                                          kv_head * src->stride_h) *
                                   es;
             for (int64_t c = 0; c < dim; c++) {
                 float v = fabsf(ta_load_f32(row, a->dtype, c));
@@ -77,7 +77,7 @@ static void append_int8(const tileattn_decode_args *a, int64_t b, int64_t kv_hea
         for (int64_t pos = start; pos < stop; pos++) {
             const char *in = (const char *)src->data +
                              (ptrdiff_t)(b * src->stride_b + (pos - first) * src->stride_s +
-                                      kv_head * src->stride_h) *
+                                         kv_head * src->stride_h) *
                                  es;
             int8_t *row = (int8_t *)cache->data + ta_cache_offset(a, cache, b, pos, kv_head);
             for (int64_t c = 0; c < dim; c++)
@@ -265,8 +265,9 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
     for (int64_t r = 0; r < m; r++) {
         int64_t row = t->r0 + r, i = row / d->group;
         int64_t h = t->kv_head * d->group + row % d->group;
-        const char *q = (const char *)a->q.data +
-                        (ptrdiff_t)(t->b * a->q.stride_b + i * a->q.stride_s + h * a->q.stride_h) * es;
+        const char *q =
+            (const char *)a->q.data +
+            (ptrdiff_t)(t->b * a->q.stride_b + i * a->q.stride_s + h * a->q.stride_h) * es;
         for (int64_t c = 0; c < dk; c++)
             ws->q[r * dk + c] = ta_load_f32(q, d->dtype, c) * d->scale;
     }
