@@ -458,10 +458,38 @@ INLINE AVX2 void qk_rows_avx2(int rows_in_block, int64_t d, const float *q, int6
     }
 }
 
+/* Four query rows against two keys at once: eight independent FMA chains
+ * instead of four, and two K rows' loads in flight. d is a multiple of 8. */
+INLINE AVX2 void qk_4rows_2keys_avx2(int64_t d, const float *q, int64_t ldq, const void *k0,
+                                     const void *k1, tileattn_cache_dtype dtype, float *s,
+                                     int64_t lds) {
+    __m256 acc0[4], acc1[4];
+    for (int r = 0; r < 4; r++)
+        acc0[r] = acc1[r] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < d; c += 8) {
+        __m256 ka = load8_avx2(k0, c, dtype), kb = load8_avx2(k1, c, dtype);
+        for (int r = 0; r < 4; r++) {
+            __m256 qv = _mm256_loadu_ps(q + r * ldq + c);
+            acc0[r] = _mm256_fmadd_ps(qv, ka, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(qv, kb, acc1[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        s[r * lds] = hsum_avx2(acc0[r]);
+        s[r * lds + 1] = hsum_avx2(acc1[r]);
+    }
+}
+
 INLINE AVX2 void qk_avx2_typed(int64_t rows, int64_t n, int64_t d, const float *q, int64_t ldq,
                                const void *const *k_rows, tileattn_cache_dtype dtype, float *s,
                                int64_t lds) {
-    for (int64_t j = 0; j < n; j++) {
+    int64_t j = 0;
+    if (rows % 4 == 0 && d % 8 == 0)
+        for (; j + 2 <= n; j += 2)
+            for (int64_t r = 0; r < rows; r += 4)
+                qk_4rows_2keys_avx2(d, q + r * ldq, ldq, k_rows[j], k_rows[j + 1], dtype,
+                                    s + r * lds + j, lds);
+    for (; j < n; j++) {
         int64_t r = 0;
         for (; r + 4 <= rows; r += 4)
             qk_rows_avx2(4, d, q + r * ldq, ldq, k_rows[j], dtype, s + r * lds + j, lds);
@@ -541,10 +569,38 @@ INLINE AVX2 void pv_chunk_avx2(int rows_in_block, int64_t n, int64_t c, const fl
         _mm256_storeu_ps(o + r * ldo + c, acc[r]);
 }
 
+/* Four rows and sixteen columns at once: eight accumulators, each weight
+ * broadcast once for two V vectors. */
+INLINE AVX2 void pv_4rows_16cols_avx2(int64_t n, int64_t c, const float *p, int64_t ldp,
+                                      const void *const *v_rows, tileattn_cache_dtype dtype,
+                                      float *o, int64_t ldo) {
+    __m256 acc0[4], acc1[4];
+    for (int r = 0; r < 4; r++) {
+        acc0[r] = _mm256_loadu_ps(o + r * ldo + c);
+        acc1[r] = _mm256_loadu_ps(o + r * ldo + c + 8);
+    }
+    for (int64_t j = 0; j < n; j++) {
+        __m256 va = load8_avx2(v_rows[j], c, dtype), vb = load8_avx2(v_rows[j], c + 8, dtype);
+        for (int r = 0; r < 4; r++) {
+            __m256 w = _mm256_set1_ps(p[r * ldp + j]);
+            acc0[r] = _mm256_fmadd_ps(w, va, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(w, vb, acc1[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        _mm256_storeu_ps(o + r * ldo + c, acc0[r]);
+        _mm256_storeu_ps(o + r * ldo + c + 8, acc1[r]);
+    }
+}
+
 INLINE AVX2 void pv_avx2_typed(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t ldp,
                                const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
                                int64_t ldo) {
     int64_t c = 0;
+    if (rows % 4 == 0)
+        for (; c + 16 <= dv; c += 16)
+            for (int64_t r = 0; r < rows; r += 4)
+                pv_4rows_16cols_avx2(n, c, p + r * ldp, ldp, v_rows, dtype, o + r * ldo, ldo);
     for (; c + 8 <= dv; c += 8) {
         int64_t r = 0;
         for (; r + 4 <= rows; r += 4)
