@@ -33,6 +33,7 @@
 #include "convert.h"
 #include "desc.h"
 #include "mask.h"
+#include "plan_util.h"
 #include "tileattn_config.h"
 #include "topology.h"
 
@@ -140,19 +141,6 @@ tileattn_status tileattn_validate_backward(const tileattn_backward_args *args) {
 
 /* --------------------------------------------------------------- planning */
 
-static int64_t round_down(int64_t x, int64_t m) {
-    return x / m * m;
-}
-static int64_t round_up(int64_t x, int64_t m) {
-    return (x + m - 1) / m * m;
-}
-static int64_t clamp(int64_t x, int64_t lo, int64_t hi) {
-    return x < lo ? lo : x > hi ? hi : x;
-}
-static size_t pad(int64_t floats) {
-    return (size_t)round_up(floats, 16); /* a 64-byte cache line */
-}
-
 static void plan_backward(const tileattn_backward_args *args, bwd_plan *p) {
     const tileattn_forward_args *a = &args->fwd;
     *p = (bwd_plan){0};
@@ -198,12 +186,12 @@ static void plan_backward(const tileattn_backward_args *args, bwd_plan *p) {
     const ta_topology *topo = ta_topology_get();
     int64_t l2_floats = (int64_t)(topo->l2_bytes / sizeof(float));
     int64_t sk = p->seqlen_k > 0 ? p->seqlen_k : 1, sq = p->seqlen_q > 0 ? p->seqlen_q : 1;
-    int64_t bk = round_down(l2_floats / 2 / (3 * p->d + 2 * p->dv), 32);
-    bk = clamp(bk, MIN_BLOCK_K, MAX_BLOCK_K);
-    p->block_k = bk < round_up(sk, 16) ? bk : round_up(sk, 16);
-    int64_t bq = round_down(l2_floats / 4 / (p->d + p->dv + 3 * p->block_k), 8);
-    bq = clamp(bq, MIN_BLOCK_Q, MAX_BLOCK_Q);
-    p->block_q = bq < round_up(sq, 8) ? bq : round_up(sq, 8);
+    int64_t bk = ta_round_down(l2_floats / 2 / (3 * p->d + 2 * p->dv), 32);
+    bk = ta_clamp(bk, MIN_BLOCK_K, MAX_BLOCK_K);
+    p->block_k = bk < ta_round_up(sk, 16) ? bk : ta_round_up(sk, 16);
+    int64_t bq = ta_round_down(l2_floats / 4 / (p->d + p->dv + 3 * p->block_k), 8);
+    bq = ta_clamp(bq, MIN_BLOCK_Q, MAX_BLOCK_Q);
+    p->block_q = bq < ta_round_up(sq, 8) ? bq : ta_round_up(sq, 8);
 
     /* Groups of key tiles: from the shapes only (never the thread count),
      * so that dQ's summation order - and its bits - do not depend on it. */
@@ -211,7 +199,7 @@ static void plan_backward(const tileattn_backward_args *args, bwd_plan *p) {
     int64_t heads = p->batch * p->heads_kv;
     int64_t groups = (TARGET_WORK_ITEMS + heads - 1) / heads;
     groups = groups < p->num_k_tiles ? groups : p->num_k_tiles;
-    p->num_groups = clamp(groups, 1, MAX_GROUPS);
+    p->num_groups = ta_clamp(groups, 1, MAX_GROUPS);
     p->num_work = heads * p->num_groups;
 
 #if TILEATTN_HAVE_OPENMP
@@ -223,9 +211,10 @@ static void plan_backward(const tileattn_backward_args *args, bwd_plan *p) {
     p->num_threads = threads > 0 ? threads : 1;
 
     int64_t bq_ = p->block_q, bk_ = p->block_k;
-    p->workspace_floats = pad(bk_ * p->d) + pad(p->d * bk_) + pad(p->dv * bk_) + pad(bk_ * p->d) +
-                          pad(bk_ * p->dv) + pad(bq_ * p->d) + pad(bq_ * p->dv) +
-                          3 * pad(bq_ * bk_) + 2 * pad(bq_);
+    p->workspace_floats =
+        ta_pad_floats(bk_ * p->d) + ta_pad_floats(p->d * bk_) + ta_pad_floats(p->dv * bk_) +
+        ta_pad_floats(bk_ * p->d) + ta_pad_floats(bk_ * p->dv) + ta_pad_floats(bq_ * p->d) +
+        ta_pad_floats(bq_ * p->dv) + 3 * ta_pad_floats(bq_ * bk_) + 2 * ta_pad_floats(bq_);
 }
 
 /* ------------------------------------------------------------ the driver */
@@ -248,7 +237,7 @@ typedef struct workspace {
 
 static float *carve(float **cursor, int64_t floats) {
     float *p = *cursor;
-    *cursor += pad(floats);
+    *cursor += ta_pad_floats(floats);
     return p;
 }
 

@@ -18,12 +18,8 @@
 #include <stdio.h>
 
 #include "decode.h"
-#include "tileattn_config.h"
+#include "plan_util.h"
 #include "topology.h"
-
-#if TILEATTN_HAVE_OPENMP
-#include <omp.h>
-#endif
 
 enum {
     /* A chunk writes rows x (Dv + 2) floats of partial results and the merge
@@ -32,27 +28,11 @@ enum {
      * (tens of microseconds) that scheduling is noise. */
     MIN_SPLIT_KEYS = 256,
     MAX_SPLITS = 64,
-    CACHE_LINE_FLOATS = 16,
 };
 
 /* Wave efficiency below which splitting pays: FlashAttention's
  * num_splits_heuristic picks the smallest split within 85% of the best. */
 #define SPLIT_EFFICIENCY 0.85
-
-static int64_t round_up(int64_t x, int64_t m) {
-    return (x + m - 1) / m * m;
-}
-static size_t pad_floats(int64_t n) {
-    return (size_t)round_up(n, CACHE_LINE_FLOATS);
-}
-
-static int default_threads(void) {
-#if TILEATTN_HAVE_OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
 
 static void describe_problem(const tileattn_decode_args *a, ta_decode_desc *d) {
     d->batch = a->batch;
@@ -147,7 +127,7 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, int64_t forced_
     d->rows_per_tile = d->rows < fit ? d->rows : fit;
     d->num_row_tiles = (d->rows + d->rows_per_tile - 1) / d->rows_per_tile;
 
-    d->num_threads = args->num_threads > 0 ? args->num_threads : default_threads();
+    d->num_threads = args->num_threads > 0 ? args->num_threads : ta_default_threads();
     int64_t items = d->batch * d->heads_kv * d->num_row_tiles;
     if (forced_splits > 0) {
         d->num_splits = forced_splits;
@@ -156,13 +136,13 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, int64_t forced_
         d->num_splits = choose_splits(items, d->num_threads, d->longest_k, &d->split_reason);
     }
     int64_t longest = d->longest_k > 0 ? d->longest_k : 1;
-    d->split_keys = round_up((longest + d->num_splits - 1) / d->num_splits, d->block_k);
+    d->split_keys = ta_round_up((longest + d->num_splits - 1) / d->num_splits, d->block_k);
     d->num_work = items * d->num_splits;
     if (d->num_work < d->num_threads) d->num_threads = (int)d->num_work;
 
     int64_t rt = d->rows_per_tile;
-    d->workspace_floats = pad_floats(rt * dk) + 2 * pad_floats(rt * d->block_k) +
-                          pad_floats(rt * dv) + 2 * pad_floats(rt);
+    d->workspace_floats = ta_pad_floats(rt * dk) + 2 * ta_pad_floats(rt * d->block_k) +
+                          ta_pad_floats(rt * dv) + 2 * ta_pad_floats(rt);
     return TILEATTN_OK;
 }
 

@@ -8,41 +8,16 @@
 
 #include "desc.h"
 #include "dispatch.h"
+#include "plan_util.h"
 #include "tileattn_config.h"
 #include "topology.h"
 #include "ukernel.h"
-
-#if TILEATTN_HAVE_OPENMP
-#include <omp.h>
-#endif
 
 enum {
     MIN_BLOCK_K = 16,  /* below this the per-tile overhead dominates */
     MAX_BLOCK_K = 512, /* PyTorch's CPU flash attention settles on 512 too */
     MAX_BLOCK_Q = 512, /* rows per work item; beyond it items get too few to balance */
-    CACHE_LINE_FLOATS = 16,
 };
-
-static int64_t round_down(int64_t x, int64_t m) {
-    return x / m * m;
-}
-static int64_t round_up(int64_t x, int64_t m) {
-    return (x + m - 1) / m * m;
-}
-static int64_t clamp(int64_t x, int64_t lo, int64_t hi) {
-    return x < lo ? lo : x > hi ? hi : x;
-}
-static size_t pad_floats(int64_t n) {
-    return (size_t)round_up(n, CACHE_LINE_FLOATS);
-}
-
-static int default_threads(void) {
-#if TILEATTN_HAVE_OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
 
 /* Chooses the "how" half: tiles from the caches, then the work split.
  *
@@ -72,34 +47,35 @@ static void plan_tiles(const ta_ukernels *uk, int num_threads, ta_desc *d) {
     int64_t sq = d->seqlen_q > 0 ? d->seqlen_q : 1; /* varlen batches may be all empty */
     int64_t sk = d->seqlen_k > 0 ? d->seqlen_k : 1;
 
-    int64_t bk = round_down(l2_quarter / (dk + dv), uk->nr > 16 ? uk->nr : 16);
-    bk = clamp(bk, MIN_BLOCK_K, MAX_BLOCK_K);
-    bk = round_down(bk, uk->nr) ? round_down(bk, uk->nr) : uk->nr;
-    d->block_k = bk < round_up(sk, uk->nr) ? bk : round_up(sk, uk->nr);
+    int64_t bk = ta_round_down(l2_quarter / (dk + dv), uk->nr > 16 ? uk->nr : 16);
+    bk = ta_clamp(bk, MIN_BLOCK_K, MAX_BLOCK_K);
+    bk = ta_round_down(bk, uk->nr) ? ta_round_down(bk, uk->nr) : uk->nr;
+    d->block_k = bk < ta_round_up(sk, uk->nr) ? bk : ta_round_up(sk, uk->nr);
 
-    int64_t br = round_down(l1_half / d->block_k, uk->mr);
-    br = clamp(br, uk->mr, round_down(MAX_BLOCK_Q, uk->mr));
-    br = br < round_up(sq, uk->mr) ? br : round_up(sq, uk->mr);
+    int64_t br = ta_round_down(l1_half / d->block_k, uk->mr);
+    br = ta_clamp(br, uk->mr, ta_round_down(MAX_BLOCK_Q, uk->mr));
+    br = br < ta_round_up(sq, uk->mr) ? br : ta_round_up(sq, uk->mr);
 
-    int64_t bq = round_down(2 * l2_quarter / (dk + dv), br);
-    bq = clamp(bq, br, round_down(MAX_BLOCK_Q, br));
-    bq = bq < round_up(sq, br) ? bq : round_up(sq, br);
+    int64_t bq = ta_round_down(2 * l2_quarter / (dk + dv), br);
+    bq = ta_clamp(bq, br, ta_round_down(MAX_BLOCK_Q, br));
+    bq = bq < ta_round_up(sq, br) ? bq : ta_round_up(sq, br);
 
     /* Enough work items to keep every thread busy (and to balance causal
      * rows): shrink the item before leaving threads idle. */
-    d->num_threads = num_threads > 0 ? num_threads : default_threads();
+    d->num_threads = num_threads > 0 ? num_threads : ta_default_threads();
     int64_t heads = d->batch * d->heads_q;
     while (bq > br && heads * ((sq + bq - 1) / bq) < 4 * (int64_t)d->num_threads)
-        bq = round_up(bq / 2, br);
+        bq = ta_round_up(bq / 2, br);
     d->block_q = bq;
     d->block_r = br;
     d->num_q_tiles = (d->seqlen_q + bq - 1) / bq;
     d->num_work = heads * d->num_q_tiles;
     if (d->num_work < d->num_threads) d->num_threads = (int)(d->num_work > 0 ? d->num_work : 1);
 
-    d->workspace_floats = pad_floats(bq * dk) + pad_floats(br * d->block_k) + pad_floats(bq * dv) +
-                          2 * pad_floats(bq) + pad_floats(uk->packed_k_floats(d->block_k, dk)) +
-                          pad_floats(uk->packed_v_floats(d->block_k, dv));
+    d->workspace_floats = ta_pad_floats(bq * dk) + ta_pad_floats(br * d->block_k) +
+                          ta_pad_floats(bq * dv) + 2 * ta_pad_floats(bq) +
+                          ta_pad_floats(uk->packed_k_floats(d->block_k, dk)) +
+                          ta_pad_floats(uk->packed_v_floats(d->block_k, dv));
 }
 
 tileattn_status ta_plan(const tileattn_forward_args *args, ta_desc *desc) {
