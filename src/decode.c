@@ -3,10 +3,11 @@
  *
  *   1. append:  write K_new/V_new into the cache (through the block table;
  *               int8: quantize, requantizing a block whose scale must grow);
- *   2. attend:  for each work item (b, KV head, row tile, split) - the
+ *   2. attend:  for each work item (b, head group, row tile, split) - the
  *               FlashAttention-2 inner loop over key tiles, with the
  *               group x Sq_new query rows of a KV head as one query tile
- *               and K/V rows read in place from the cache:
+ *               and K/V rows read in place from the cache, every KV head
+ *               of the group on each key tile before the next:
  *                   S = Q K_j^T;  masks;  online softmax;  O += P V_j
  *   3. merge:   with split-KV, the partial (O, max, sum) of the chunks of a
  *               row are combined through their log-sum-exps:
@@ -118,24 +119,30 @@ static void append_item(const ta_decode_desc *d, const tileattn_decode_args *a, 
 
 /* ------------------------------------------------------------- attend */
 
-/* One thread's scratch. The accumulator (O, max, sum of the rows) is laid
- * out like a split's partial result, so the merge reads either. */
+/* One thread's scratch. The accumulators (O, max, sum of the rows of each
+ * head of the item) are laid out like a split's partial result, so the
+ * merge reads either. */
 typedef struct workspace {
-    float *q; /* [rows_per_tile][D], times scale */
+    float *q; /* [heads_per_item][rows_per_tile][D], times scale */
     float *s; /* [rows_per_tile][block_k] scores, then probabilities */
     float *p; /* [rows_per_tile][block_k] probabilities times the int8 V scale */
     float *acc;
 } workspace;
 
-static size_t partial_floats(const ta_decode_desc *d) {
+/* Floats of one head's partial result: O [m][Dv], then max [m], sum [m]. */
+static size_t head_part_floats(const ta_decode_desc *d) {
     return (size_t)((d->rows_per_tile * (d->head_dim_v + 2) + 15) / 16 * 16);
+}
+
+static size_t partial_floats(const ta_decode_desc *d) {
+    return head_part_floats(d) * (size_t)d->heads_per_item;
 }
 
 static workspace carve_workspace(const ta_decode_desc *d, float *base) {
     int64_t rt = d->rows_per_tile;
     workspace w;
     w.q = base;
-    w.s = w.q + (rt * d->head_dim + 15) / 16 * 16;
+    w.s = w.q + (d->heads_per_item * rt * d->head_dim + 15) / 16 * 16;
     w.p = w.s + (rt * d->block_k + 15) / 16 * 16;
     w.acc = w.p + (rt * d->block_k + 15) / 16 * 16;
     return w;
@@ -143,7 +150,7 @@ static workspace carve_workspace(const ta_decode_desc *d, float *base) {
 
 /* Where one work item sits. */
 typedef struct work_item {
-    int64_t b, kv_head, row_tile, split;
+    int64_t b, kv_head0, heads, row_tile, split; /* KV heads [kv_head0, kv_head0 + heads) */
     int64_t r0, m;          /* packed rows [r0, r0 + m): row = token * group + head in group */
     int64_t token0, tokens; /* new tokens those rows span */
     ta_window win;
@@ -155,8 +162,10 @@ static work_item locate(const ta_decode_desc *d, const tileattn_decode_args *a, 
     w /= d->num_splits;
     t.row_tile = w % d->num_row_tiles;
     w /= d->num_row_tiles;
-    t.kv_head = w % d->heads_kv;
-    t.b = w / d->heads_kv;
+    t.kv_head0 = w % d->num_head_groups * d->heads_per_item;
+    t.heads =
+        d->heads_kv - t.kv_head0 < d->heads_per_item ? d->heads_kv - t.kv_head0 : d->heads_per_item;
+    t.b = w / d->num_head_groups;
     t.r0 = t.row_tile * d->rows_per_tile;
     t.m = d->rows - t.r0 < d->rows_per_tile ? d->rows - t.r0 : d->rows_per_tile;
     t.token0 = t.r0 / d->group;
@@ -166,15 +175,16 @@ static work_item locate(const ta_decode_desc *d, const tileattn_decode_args *a, 
     return t;
 }
 
-/* Softcap, ALiBi and the per-element mask on an m x n score tile, in the
- * order the semantics define; only called when one of them is active. */
+/* Softcap, ALiBi and the per-element mask on an m x n score tile of one KV
+ * head, in the order the semantics define; only called when one of them
+ * is active. */
 static void modify_scores(const ta_decode_desc *d, const tileattn_decode_args *a,
-                          const work_item *t, int64_t j0, int64_t n, int per_element_mask, float *s,
-                          int64_t lds) {
+                          const work_item *t, int64_t kv_head, int64_t j0, int64_t n,
+                          int per_element_mask, float *s, int64_t lds) {
     float cap = d->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
     for (int64_t r = 0; r < t->m; r++) {
         int64_t row = t->r0 + r, i = row / d->group;
-        int64_t h = t->kv_head * d->group + row % d->group;
+        int64_t h = kv_head * d->group + row % d->group;
         float slope = d->has_alibi ? a->alibi_slopes[t->b * a->alibi_stride_b + h] : 0.0f;
         float *sr = s + r * lds;
         for (int64_t c = 0; c < n; c++) {
@@ -191,12 +201,14 @@ static void modify_scores(const ta_decode_desc *d, const tileattn_decode_args *a
     }
 }
 
-/* The cache rows (and int8 scales) of keys [j0, j0 + n): walks the block
- * table once per block instead of dividing per key. */
+/* The cache rows of keys [j0, j0 + n) for the item's first KV head (head g
+ * of the item is g * stride_h elements further, paged or not), and the
+ * index of their int8 scales (head g: + g). Walks the block table once per
+ * block instead of dividing per key. */
 typedef struct key_tile {
-    int64_t j0; /* -1: not gathered */
-    const void *k_rows[TA_DECODE_MAX_BLOCK_K], *v_rows[TA_DECODE_MAX_BLOCK_K];
-    float k_scale[TA_DECODE_MAX_BLOCK_K], v_scale[TA_DECODE_MAX_BLOCK_K];
+    int64_t j0, n;
+    const char *k_rows[TA_DECODE_MAX_BLOCK_K], *v_rows[TA_DECODE_MAX_BLOCK_K];
+    int64_t scale_index[TA_DECODE_MAX_BLOCK_K];
 } key_tile;
 
 static void gather_rows(const ta_decode_desc *d, const tileattn_decode_args *a, const work_item *t,
@@ -205,55 +217,67 @@ static void gather_rows(const ta_decode_desc *d, const tileattn_decode_args *a, 
     const char *k_base = a->k_cache.data, *v_base = a->v_cache.data;
     int int8 = d->cache_dtype == TILEATTN_CACHE_INT8;
     tile->j0 = j0;
+    tile->n = n;
     for (int64_t c = 0; c < n;) {
         int64_t pos = j0 + c;
         /* Keys up to the end of pos's block (or of the tile) are adjacent. */
         int64_t run = d->paged || int8 ? d->block_size - pos % d->block_size : n - c;
         if (run > n - c) run = n - c;
-        int64_t k_off = ta_cache_offset(a, &a->k_cache, t->b, pos, t->kv_head);
-        int64_t v_off = ta_cache_offset(a, &a->v_cache, t->b, pos, t->kv_head);
-        float ks = 1.0f, vs = 1.0f;
-        if (int8) {
-            int64_t idx = ta_cache_scale_index(a, t->b, pos, t->kv_head);
-            ks = a->k_scales[idx];
-            vs = a->v_scales[idx];
-        }
+        int64_t k_off = ta_cache_offset(a, &a->k_cache, t->b, pos, t->kv_head0);
+        int64_t v_off = ta_cache_offset(a, &a->v_cache, t->b, pos, t->kv_head0);
+        int64_t idx = int8 ? ta_cache_scale_index(a, t->b, pos, t->kv_head0) : 0;
         for (int64_t u = 0; u < run; u++, c++) {
             tile->k_rows[c] = k_base + (ptrdiff_t)(k_off + u * a->k_cache.stride_s) * ces;
             tile->v_rows[c] = v_base + (ptrdiff_t)(v_off + u * a->v_cache.stride_s) * ces;
-            tile->k_scale[c] = ks;
-            tile->v_scale[c] = vs;
+            tile->scale_index[c] = idx;
         }
     }
 }
 
-/* Asks for a tile's K and V rows into L2 one tile ahead of their use: a
- * paged cache jumps to an unrelated block every block_size keys, which
- * the hardware prefetchers cannot follow, and a whole tile of compute
- * covers DRAM latency. */
-static void prefetch_tile(const ta_decode_desc *d, const key_tile *tile, int64_t n) {
+/* Asks for the keys [c0, c1) of a tile, all the item's heads, into L2. The
+ * driver spreads the next tile's keys over the heads of the current one,
+ * so the requests trickle out between the kernels instead of filling the
+ * miss queue at once, and they go out in address order: with the usual
+ * [.., token, head, dim] layout the heads of a token are one run of bytes,
+ * which the hardware prefetchers then follow too (a paged cache jumps to
+ * an unrelated block every block_size keys, which they cannot). */
+static void prefetch_keys(const ta_decode_desc *d, const tileattn_decode_args *a,
+                          const work_item *t, const key_tile *tile, int64_t c0, int64_t c1) {
     size_t ces = ta_cache_dtype_size(d->cache_dtype);
-    size_t k_bytes = (size_t)d->head_dim * ces, v_bytes = (size_t)d->head_dim_v * ces;
-    for (int64_t c = 0; c < n; c++) {
-        for (size_t off = 0; off < k_bytes; off += 64)
-            __builtin_prefetch((const char *)tile->k_rows[c] + off, 0, 2);
-        for (size_t off = 0; off < v_bytes; off += 64)
-            __builtin_prefetch((const char *)tile->v_rows[c] + off, 0, 2);
+    const tileattn_tensor_out *caches[2] = {&a->k_cache, &a->v_cache};
+    int64_t dims[2] = {d->head_dim, d->head_dim_v};
+    for (int kv = 0; kv < 2; kv++) {
+        int64_t sh = caches[kv]->stride_h, row = dims[kv];
+        /* Heads one run of bytes apart (stride_h in (0, 2 row]): one span. */
+        int span = t->heads == 1 || (sh > 0 && sh <= 2 * row);
+        size_t bytes = (size_t)((span ? (t->heads - 1) * sh : 0) + row) * ces;
+        for (int64_t c = c0; c < c1; c++) {
+            const char *base = kv ? tile->v_rows[c] : tile->k_rows[c];
+            for (int64_t g = 0; g < (span ? 1 : t->heads); g++) {
+                const char *p = base + (ptrdiff_t)(g * sh) * (ptrdiff_t)ces;
+                for (size_t off = 0; off < bytes; off += 64)
+                    __builtin_prefetch(p + off, 0, 2);
+            }
+        }
     }
 }
 
-/* Steps 2 for one work item: its rows' unnormalised O, max and sum go to
- * acc (rows x Dv, then rows maxima, then rows sums). */
+/* Step 2 for one work item: each head's rows' unnormalised O, max and sum
+ * go to acc, head after head (head_part_floats apart): rows x Dv, then the
+ * rows' maxima, then their sums. */
 static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const work_item *t,
                    const workspace *ws, float *acc) {
     const ta_decode_kernels *k = d->kernels;
     int64_t dk = d->head_dim, dv = d->head_dim_v, bk = d->block_k, m = t->m;
-    float *o = acc, *row_max = acc + m * dv, *row_sum = row_max + m;
-    for (int64_t r = 0; r < m; r++) {
-        row_max[r] = -INFINITY;
-        row_sum[r] = 0.0f;
+    size_t part = head_part_floats(d), ces = ta_cache_dtype_size(d->cache_dtype);
+    for (int64_t g = 0; g < t->heads; g++) {
+        float *o = acc + g * part, *row_max = o + m * dv, *row_sum = row_max + m;
+        for (int64_t r = 0; r < m; r++) {
+            row_max[r] = -INFINITY;
+            row_sum[r] = 0.0f;
+        }
+        memset(o, 0, (size_t)(m * dv) * sizeof(float));
     }
-    memset(o, 0, (size_t)(m * dv) * sizeof(float));
 
     int64_t first = ta_first_key(&t->win, t->token0);
     int64_t last = ta_last_key(&t->win, t->token0 + t->tokens - 1);
@@ -262,15 +286,17 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
     if (c0 > c1) return; /* an empty chunk (short sequence) or a fully masked row tile */
 
     size_t es = tileattn_dtype_size(d->dtype);
-    for (int64_t r = 0; r < m; r++) {
-        int64_t row = t->r0 + r, i = row / d->group;
-        int64_t h = t->kv_head * d->group + row % d->group;
-        const char *q =
-            (const char *)a->q.data +
-            (ptrdiff_t)(t->b * a->q.stride_b + i * a->q.stride_s + h * a->q.stride_h) * es;
-        for (int64_t c = 0; c < dk; c++)
-            ws->q[r * dk + c] = ta_load_f32(q, d->dtype, c) * d->scale;
-    }
+    for (int64_t g = 0; g < t->heads; g++)
+        for (int64_t r = 0; r < m; r++) {
+            int64_t row = t->r0 + r, i = row / d->group;
+            int64_t h = (t->kv_head0 + g) * d->group + row % d->group;
+            const char *q =
+                (const char *)a->q.data +
+                (ptrdiff_t)(t->b * a->q.stride_b + i * a->q.stride_s + h * a->q.stride_h) * es;
+            float *qr = ws->q + (g * d->rows_per_tile + r) * dk;
+            for (int64_t c = 0; c < dk; c++)
+                qr[c] = ta_load_f32(q, d->dtype, c) * d->scale;
+        }
 
     int int8 = d->cache_dtype == TILEATTN_CACHE_INT8;
     int has_score_mods = d->softcap > 0.0f || d->has_alibi;
@@ -281,44 +307,56 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
         int64_t n = c1 + 1 - j0 < bk ? c1 + 1 - j0 : bk;
         ta_tile_kind kind = ta_classify_tile(&t->win, t->token0, t->tokens, j0, n);
         if (kind == TA_TILE_HIDDEN) continue;
-        key_tile *tile = &tiles[cur];
+        key_tile *tile = &tiles[cur], *next = &tiles[1 - cur];
         if (tile->j0 != j0) gather_rows(d, a, t, j0, n, tile);
-        int64_t next = j0 + bk; /* gathered now, fetched while this tile computes */
-        if (next <= c1) {
-            int64_t next_n = c1 + 1 - next < bk ? c1 + 1 - next : bk;
-            gather_rows(d, a, t, next, next_n, &tiles[1 - cur]);
-            prefetch_tile(d, &tiles[1 - cur], next_n);
+        next->j0 = -1;
+        if (j0 + bk <= c1) /* fetched while this tile computes */
+            gather_rows(d, a, t, j0 + bk, c1 + 1 - (j0 + bk) < bk ? c1 + 1 - (j0 + bk) : bk, next);
+        for (int64_t g = 0; g < t->heads; g++) {
+            if (next->j0 >= 0)
+                prefetch_keys(d, a, t, next, next->n * g / t->heads, next->n * (g + 1) / t->heads);
+            const void *k_rows[TA_DECODE_MAX_BLOCK_K], *v_rows[TA_DECODE_MAX_BLOCK_K];
+            ptrdiff_t k_shift = (ptrdiff_t)(g * a->k_cache.stride_h) * (ptrdiff_t)ces;
+            ptrdiff_t v_shift = (ptrdiff_t)(g * a->v_cache.stride_h) * (ptrdiff_t)ces;
+            for (int64_t c = 0; c < n; c++) {
+                k_rows[c] = tile->k_rows[c] + k_shift;
+                v_rows[c] = tile->v_rows[c] + v_shift;
+            }
+            float *o = acc + g * part, *row_max = o + m * dv, *row_sum = row_max + m;
+            k->qk(m, n, dk, ws->q + g * d->rows_per_tile * dk, dk, k_rows, d->cache_dtype, ws->s,
+                  bk);
+            if (int8)
+                for (int64_t r = 0; r < m; r++)
+                    for (int64_t c = 0; c < n; c++)
+                        ws->s[r * bk + c] *= a->k_scales[tile->scale_index[c] + g];
+            if (has_score_mods || kind == TA_TILE_PARTIAL)
+                modify_scores(d, a, t, t->kv_head0 + g, j0, n, kind == TA_TILE_PARTIAL, ws->s, bk);
+            k->softmax(m, n, ws->s, bk, row_max, row_sum, o, dv, dv);
+            const float *p = ws->s;
+            if (int8) { /* fold V's scale into the weights; row_sum keeps the plain ones */
+                for (int64_t r = 0; r < m; r++)
+                    for (int64_t c = 0; c < n; c++)
+                        ws->p[r * bk + c] =
+                            ws->s[r * bk + c] * a->v_scales[tile->scale_index[c] + g];
+                p = ws->p;
+            }
+            k->pv(m, n, dv, p, bk, v_rows, d->cache_dtype, o, dv);
         }
-        k->qk(m, n, dk, ws->q, dk, tile->k_rows, d->cache_dtype, ws->s, bk);
-        if (int8)
-            for (int64_t r = 0; r < m; r++)
-                for (int64_t c = 0; c < n; c++)
-                    ws->s[r * bk + c] *= tile->k_scale[c];
-        if (has_score_mods || kind == TA_TILE_PARTIAL)
-            modify_scores(d, a, t, j0, n, kind == TA_TILE_PARTIAL, ws->s, bk);
-        k->softmax(m, n, ws->s, bk, row_max, row_sum, o, dv, dv);
-        const float *p = ws->s;
-        if (int8) { /* fold V's scale into the weights; row_sum keeps the plain ones */
-            for (int64_t r = 0; r < m; r++)
-                for (int64_t c = 0; c < n; c++)
-                    ws->p[r * bk + c] = ws->s[r * bk + c] * tile->v_scale[c];
-            p = ws->p;
-        }
-        k->pv(m, n, dv, p, bk, tile->v_rows, d->cache_dtype, o, dv);
         cur = 1 - cur;
     }
 }
 
-/* Step 3: combines the partials of rows [r0, r0 + m) of (b, KV head) and
+/* Step 3: combines the partials of rows [r0, r0 + m) of one KV head and
  * writes O and LSE. part(s) = parts + s * part_stride. */
 static void finish_rows(const ta_decode_desc *d, const tileattn_decode_args *a, const work_item *t,
-                        const float *parts, int64_t num_parts, size_t part_stride) {
+                        int64_t kv_head, const float *parts, int64_t num_parts,
+                        size_t part_stride) {
     int64_t dv = d->head_dim_v, m = t->m;
     size_t es = tileattn_dtype_size(d->dtype);
     float out[TILEATTN_MAX_HEAD_DIM];
     for (int64_t r = 0; r < m; r++) {
         int64_t row = t->r0 + r, i = row / d->group;
-        int64_t h = t->kv_head * d->group + row % d->group;
+        int64_t h = kv_head * d->group + row % d->group;
         float sink = d->has_sinks ? a->sinks[h] : -INFINITY;
         float max = sink;
         for (int64_t s = 0; s < num_parts; s++) {
@@ -353,12 +391,21 @@ static void finish_rows(const ta_decode_desc *d, const tileattn_decode_args *a, 
     }
 }
 
+/* Finishes every head of an item from its partials (split s of head g at
+ * parts + s * split_stride + g * head_part_floats). */
+static void finish_item(const ta_decode_desc *d, const tileattn_decode_args *a, const work_item *t,
+                        const float *parts, int64_t num_parts, size_t split_stride) {
+    for (int64_t g = 0; g < t->heads; g++)
+        finish_rows(d, a, t, t->kv_head0 + g, parts + g * head_part_floats(d), num_parts,
+                    split_stride);
+}
+
 static void run_work_item(const ta_decode_desc *d, const tileattn_decode_args *a, int64_t w,
                           const workspace *ws, float *partials) {
     work_item t = locate(d, a, w);
     if (d->num_splits == 1) {
         attend(d, a, &t, ws, ws->acc);
-        finish_rows(d, a, &t, ws->acc, 1, 0);
+        finish_item(d, a, &t, ws->acc, 1, 0);
     } else {
         attend(d, a, &t, ws, partials + (size_t)w * partial_floats(d));
     }
@@ -369,7 +416,7 @@ static void merge_item(const ta_decode_desc *d, const tileattn_decode_args *a, i
     int64_t w = item * d->num_splits;
     work_item t = locate(d, a, w);
     size_t stride = partial_floats(d);
-    finish_rows(d, a, &t, partials + (size_t)w * stride, d->num_splits, stride);
+    finish_item(d, a, &t, partials + (size_t)w * stride, d->num_splits, stride);
 }
 
 static tileattn_status run_decode(const ta_decode_desc *d, const tileattn_decode_args *a) {
@@ -418,16 +465,16 @@ static tileattn_status run_decode(const ta_decode_desc *d, const tileattn_decode
     return TILEATTN_OK;
 }
 
-tileattn_status ta_decode_run(const tileattn_decode_args *args, int64_t forced_splits,
+tileattn_status ta_decode_run(const tileattn_decode_args *args, const ta_decode_overrides *forced,
                               const ta_decode_kernels *kernels) {
     /* ta_plan_decode validates everything but the presence of O. */
     if (args && !args->o.data) return TILEATTN_ERR_NULL_POINTER;
     ta_decode_desc desc;
-    tileattn_status st = ta_plan_decode(args, forced_splits, kernels, &desc);
+    tileattn_status st = ta_plan_decode(args, forced, kernels, &desc);
     if (st) return st;
     return run_decode(&desc, args);
 }
 
 tileattn_status tileattn_decode(const tileattn_decode_args *args) {
-    return ta_decode_run(args, 0, NULL);
+    return ta_decode_run(args, NULL, NULL);
 }

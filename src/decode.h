@@ -1,14 +1,15 @@
 /*
  * Decoding with a KV cache: the internal description and the kernels.
  *
- * One work item is (sequence b, KV head, row tile, split): the row tile
- * packs the group = H / Hk query heads that share the KV head, times the
- * Sq_new new tokens (row r = token * group + head within the group), so
- * each K and V row is read from memory once and used by every row of the
- * tile (GQA packing). The keys of the item are visited in tiles of block_k
- * keys; a tile is described by one pointer per key, which is all that
- * differs between a contiguous and a paged cache, so both run the same
- * kernels on the same tiles and give bitwise the same results.
+ * One work item is (sequence b, head group, row tile, split): for each KV
+ * head of the group, the row tile packs the group = H / Hk query heads
+ * that share it, times the Sq_new new tokens (row r = token * group + head
+ * within the group), so each K and V row is read from memory once and used
+ * by every row of the tile (GQA packing); the heads of the group walk the
+ * keys together, so the item reads whole token rows of the cache. The keys of the item are visited
+ * in tiles of block_k keys; a tile is described by one pointer per key, which is all that differs
+ * between a contiguous and a paged cache, so both run the same kernels on the same tiles and give
+ * bitwise the same results.
  *
  * Per key tile (FlashAttention-2's inner loop, with the K/V rows read
  * straight from the cache instead of a packed panel):
@@ -94,10 +95,12 @@ typedef struct ta_decode_desc {
     int64_t rows;          /* group * seqlen_new: the packed query rows of one KV head */
     int64_t rows_per_tile; /* rows of one work item (all of them unless L2 is too small) */
     int64_t num_row_tiles;
-    int64_t block_k;    /* keys per tile, from L1 */
-    int64_t num_splits; /* split-KV chunks per (b, KV head, row tile) */
-    int64_t split_keys; /* keys per chunk, a multiple of block_k */
-    int64_t num_work;   /* batch * heads_kv * num_row_tiles * num_splits */
+    int64_t heads_per_item;  /* KV heads one work item attends for together */
+    int64_t num_head_groups; /* ceil(Hk / heads_per_item) */
+    int64_t block_k;         /* keys per tile, from L1 */
+    int64_t num_splits;      /* split-KV chunks per (b, head group, row tile) */
+    int64_t split_keys;      /* keys per chunk, a multiple of block_k */
+    int64_t num_work;        /* batch * num_head_groups * num_row_tiles * num_splits */
     int num_threads;
     size_t workspace_floats; /* per thread, padded */
     size_t l1d_bytes, l2_bytes, l3_bytes;
@@ -109,13 +112,19 @@ typedef struct ta_decode_desc {
  * reference and the describer run without O. */
 tileattn_status ta_validate_decode(const tileattn_decode_args *args, int allow_no_output);
 
-/* Validates and plans. forced_splits > 0 overrides the planner's split
- * count (tests use it to exercise the merge); kernels NULL = selected. */
-tileattn_status ta_plan_decode(const tileattn_decode_args *args, int64_t forced_splits,
+/* Planner choices a caller may impose (tests use them to exercise the
+ * merge and the head groups); 0 leaves one to the planner. */
+typedef struct ta_decode_overrides {
+    int64_t splits;
+    int64_t heads_per_item;
+} ta_decode_overrides;
+
+/* Validates and plans. forced may be NULL; kernels NULL = selected. */
+tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode_overrides *forced,
                                const ta_decode_kernels *kernels, ta_decode_desc *desc);
 
 /* tileattn_decode with the planner's choices overridden (see ta_plan_decode). */
-tileattn_status ta_decode_run(const tileattn_decode_args *args, int64_t forced_splits,
+tileattn_status ta_decode_run(const tileattn_decode_args *args, const ta_decode_overrides *forced,
                               const ta_decode_kernels *kernels);
 
 /* Keys sequence b attends to: cache_seqlens[b] (+ Sq_new with an append). */

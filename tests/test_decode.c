@@ -381,8 +381,10 @@ static void check_cache_after_append(const dproblem *p, const dcaches *w, int pa
     }
 }
 
-/* Runs a case through every kernel table, both layouts, split-KV off and
- * forced on, 1 and 2 threads; checks everything the header promises. */
+/* Runs a case through every kernel table, both layouts, 1 and 2 threads,
+ * and three plans: the planner's, split-KV forced on, and one KV head per
+ * work item (two when there are three or more, so that the last group is
+ * short); checks everything the header promises. */
 static void run_case(const dcase *c) {
     dproblem p;
     make_problem(c, &p);
@@ -397,10 +399,10 @@ static void run_case(const dcase *c) {
 
     const ta_decode_kernels *tables[3];
     int num_tables = ta_decode_kernels_all(tables, 3);
-    int64_t splits[2] = {1, 3};
+    ta_decode_overrides plans[3] = {{1, 0}, {3, 0}, {1, c->hk >= 3 ? 2 : 1}};
     char what[160];
     for (int t = 0; t < num_tables; t++)
-        for (int s = 0; s < 2; s++) {
+        for (int s = 0; s < 3; s++) {
             void *o_contig = NULL;
             float *lse_contig = NULL;
             for (int paged = 0; paged < 2; paged++)
@@ -409,9 +411,11 @@ static void run_case(const dcase *c) {
                     void *o = th_alloc(o_bytes);
                     float *lse = th_alloc((size_t)rows * sizeof(float));
                     tileattn_decode_args a = make_args(&p, &w, paged, o, lse, threads);
-                    snprintf(what, sizeof what, "%s %s splits=%lld threads=%d", tables[t]->isa,
-                             paged ? "paged" : "contiguous", (long long)splits[s], threads);
-                    tileattn_status st = ta_decode_run(&a, splits[s], tables[t]);
+                    snprintf(what, sizeof what, "%s %s splits=%lld heads/item=%lld threads=%d",
+                             tables[t]->isa, paged ? "paged" : "contiguous",
+                             (long long)plans[s].splits, (long long)plans[s].heads_per_item,
+                             threads);
+                    tileattn_status st = ta_decode_run(&a, &plans[s], tables[t]);
                     cr_assert_eq(st, TILEATTN_OK, "%s: %s", what, tileattn_status_string(st));
                     check_cache_after_append(&p, &w, paged);
                     if (!have_first) { /* the reference reads the cache after the append */
@@ -702,14 +706,14 @@ Test(decode, planner_splits_for_idle_threads) {
     void *o = th_alloc((size_t)(c.h * c.d) * 4);
     tileattn_decode_args a = make_args(&p, &w, 1, o, NULL, 2);
     ta_decode_desc d;
-    cr_assert_eq(ta_plan_decode(&a, 0, NULL, &d), TILEATTN_OK);
+    cr_assert_eq(ta_plan_decode(&a, NULL, NULL, &d), TILEATTN_OK);
     cr_assert(d.num_splits >= 2 && d.num_threads == 2, "B=1, Hk=1, 2 threads: %lld splits",
               (long long)d.num_splits);
     char buf[1024];
     cr_assert_eq(tileattn_describe_decode(&a, buf, sizeof buf), TILEATTN_OK);
     cr_assert(strstr(buf, "split-KV") != NULL);
     a.num_threads = 1;
-    cr_assert_eq(ta_plan_decode(&a, 0, NULL, &d), TILEATTN_OK);
+    cr_assert_eq(ta_plan_decode(&a, NULL, NULL, &d), TILEATTN_OK);
     cr_assert_eq(d.num_splits, 1);
     free_caches(&w), th_free(o), free_problem(&p);
 }
