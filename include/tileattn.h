@@ -203,10 +203,16 @@ tileattn_status tileattn_describe_machine(char *buf, size_t len);
  * microkernels, work split). Pointers in args may be NULL. */
 tileattn_status tileattn_describe_plan(const tileattn_forward_args *args, char *buf, size_t len);
 
-/* The name of the instruction set the microkernels use ("scalar", "avx2",
- * "avx512", "avx512bf16", "neon"...). Chosen once, at first use, from the CPU
- * and OS; the environment variable TILEATTN_ISA may force a lower one. */
+/* The name of the best instruction set the microkernels use ("scalar",
+ * "avx2", "avx512", "avx512bf16", "neon", "neonfhm", "neonbf16"). Chosen
+ * once, at first use, from the CPU and OS; the environment variable
+ * TILEATTN_ISA may force a lower one. Some sets serve only one input dtype
+ * (neonbf16 bfloat16, neonfhm float16: their Q.K^T multiplies the 16-bit
+ * inputs); the other dtypes run on the next set below. */
 const char *tileattn_isa_name(void);
+
+/* The instruction set the forward pass uses for inputs of this dtype. */
+const char *tileattn_isa_name_for_dtype(tileattn_dtype dtype);
 
 /* ==================================================================== */
 /* Inference decoding with a KV cache (flash_attn_with_kvcache)           */

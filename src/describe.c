@@ -29,12 +29,28 @@ tileattn_status tileattn_describe_machine(char *buf, size_t len) {
     append(buf, len, &used, "cores: %d (%d hardware threads)\n", t->cores, t->pus);
     append(buf, len, &used, "caches (from %s): L1d %zu KiB, L2 %zu KiB per core, L3 %zu KiB\n",
            t->source, t->l1d_bytes / 1024, t->l2_bytes / 1024, t->l3_bytes / 1024);
+#if defined(__aarch64__)
+    append(buf, len, &used, "cpu features: asimd=%d asimdhp=%d asimdfhm=%d bf16=%d\n", f->asimd,
+           f->asimdhp, f->asimdfhm, f->bf16);
+#else
     append(buf, len, &used,
            "cpu features: avx2=%d fma=%d f16c=%d avx512f=%d avx512bw=%d avx512vl=%d "
            "avx512dq=%d avx512_bf16=%d amx_tile=%d amx_bf16=%d\n",
            f->avx2, f->fma, f->f16c, f->avx512f, f->avx512bw, f->avx512vl, f->avx512dq,
            f->avx512_bf16, f->amx_tile, f->amx_bf16);
+#endif
     append(buf, len, &used, "microkernels: %s (%s)\n", tileattn_isa_name(), ta_dispatch_reason());
+    /* A table may serve only some input dtypes (a dot-product instruction
+     * on 16-bit values); say which one each dtype gets. */
+    static const tileattn_dtype dtypes[] = {TILEATTN_F32, TILEATTN_F16, TILEATTN_BF16};
+    static const char *names[] = {"float32", "float16", "bfloat16"};
+    append(buf, len, &used, "  by input dtype:");
+    for (int i = 0; i < 3; i++) {
+        const ta_ukernels *uk = ta_ukernels_for_dtype(dtypes[i], NULL);
+        append(buf, len, &used, " %s %s%s", names[i], uk ? uk->isa : "none",
+               uk && uk->q_native ? " (Q.K^T in the input dtype)" : "");
+        append(buf, len, &used, i < 2 ? ";" : "\n");
+    }
     return TILEATTN_OK;
 }
 

@@ -118,6 +118,12 @@ static int runs_avx2(const ta_cpu_features *f) {
 }
 #endif
 #if TILEATTN_HAVE_ARM_SIMD
+static int runs_neonbf16(const ta_cpu_features *f) {
+    return f->asimd && f->bf16;
+}
+static int runs_neonfhm(const ta_cpu_features *f) {
+    return f->asimd && f->asimdhp && f->asimdfhm;
+}
 static int runs_neon(const ta_cpu_features *f) {
     return f->asimd;
 }
@@ -134,13 +140,17 @@ static const candidate candidates[] = {
     {&ta_ukernels_avx2, "avx2", runs_avx2},
 #endif
 #if TILEATTN_HAVE_ARM_SIMD
+    {&ta_ukernels_neonbf16, "neonbf16", runs_neonbf16},
+    {&ta_ukernels_neonfhm, "neonfhm", runs_neonfhm},
     {&ta_ukernels_neon, "neon", runs_neon},
 #endif
     {&ta_ukernels_scalar, "scalar", runs_anywhere},
 };
 enum { NUM_CANDIDATES = sizeof candidates / sizeof candidates[0] };
 
-static const ta_ukernels *selected;
+/* The selection: the candidate of the best table in use (the best this
+ * CPU runs, lowered by TILEATTN_ISA); per dtype, tables from there on. */
+static int best_index = -1;
 static tileattn_status select_status;
 static char reason[256];
 static pthread_once_t select_once = PTHREAD_ONCE_INIT;
@@ -156,7 +166,8 @@ static void select_ukernels(void) {
     if (forced && *forced && forced_index < 0) {
         /* A known ISA name that this build has no table for (e.g. avx512 on
          * ARM) falls back like a CPU that lacks it; only nonsense is an error. */
-        static const char *known[] = {"scalar", "avx2", "avx512", "avx512bf16", "neon"};
+        static const char *known[] = {"scalar", "avx2",    "avx512",  "avx512bf16",
+                                      "neon",   "neonfhm", "neonbf16"};
         int is_known = 0;
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             if (strcmp(forced, known[i]) == 0) is_known = 1;
@@ -166,7 +177,7 @@ static void select_ukernels(void) {
                      forced);
             return;
         }
-        selected = candidates[best].table;
+        best_index = best;
         snprintf(reason, sizeof reason,
                  "TILEATTN_ISA=%s has no kernels in this build; using %s, the best this CPU runs",
                  forced, candidates[best].name);
@@ -174,20 +185,30 @@ static void select_ukernels(void) {
     }
     if (forced_index >= 0) {
         /* Forcing may only lower the ISA: never pick what the CPU cannot run. */
-        int chosen = forced_index < best ? best : forced_index;
-        selected = candidates[chosen].table;
+        best_index = forced_index < best ? best : forced_index;
         snprintf(reason, sizeof reason, "TILEATTN_ISA=%s%s", forced,
-                 chosen != forced_index ? " is beyond this CPU; using the best it runs" : "");
+                 best_index != forced_index ? " is beyond this CPU; using the best it runs" : "");
         return;
     }
-    selected = candidates[best].table;
+    best_index = best;
     snprintf(reason, sizeof reason, "the best instruction set this CPU and OS support");
 }
 
 const ta_ukernels *ta_ukernels_select(tileattn_status *status) {
     pthread_once(&select_once, select_ukernels);
     if (status) *status = select_status;
-    return selected;
+    return select_status ? NULL : candidates[best_index].table;
+}
+
+const ta_ukernels *ta_ukernels_for_dtype(tileattn_dtype dtype, tileattn_status *status) {
+    pthread_once(&select_once, select_ukernels);
+    if (status) *status = select_status;
+    if (select_status) return NULL;
+    const ta_cpu_features *f = ta_cpu_features_get();
+    for (int i = best_index; i < NUM_CANDIDATES; i++)
+        if ((candidates[i].table->dtypes & TA_DTYPE_BIT(dtype)) && candidates[i].runs_here(f))
+            return candidates[i].table;
+    return &ta_ukernels_scalar;
 }
 
 const ta_ukernels *ta_ukernels_selected(void) {
@@ -206,6 +227,11 @@ int ta_ukernels_all(const ta_ukernels **list, int max) {
 const char *ta_dispatch_reason(void) {
     ta_ukernels_select(NULL);
     return reason;
+}
+
+const char *tileattn_isa_name_for_dtype(tileattn_dtype dtype) {
+    const ta_ukernels *uk = ta_ukernels_for_dtype(dtype, NULL);
+    return uk ? uk->isa : "none (TILEATTN_ISA is invalid)";
 }
 
 const char *tileattn_isa_name(void) {

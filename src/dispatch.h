@@ -20,10 +20,15 @@ typedef struct ta_cpu_features {
 
 const ta_cpu_features *ta_cpu_features_get(void);
 
-/* The table in use: the best the CPU runs, or what TILEATTN_ISA forces
- * (never a higher one than the CPU has). NULL with *status set when
- * TILEATTN_ISA is not a known name. */
+/* The best table in use: the best the CPU runs, or what TILEATTN_ISA
+ * forces (never a higher one than the CPU has). It may serve only some
+ * input dtypes (ukernel.h). NULL with *status set when TILEATTN_ISA is not
+ * a known name. */
 const ta_ukernels *ta_ukernels_select(tileattn_status *status);
+
+/* The table for inputs of one dtype: the best at or below
+ * ta_ukernels_select's that serves it. NULL as above. */
+const ta_ukernels *ta_ukernels_for_dtype(tileattn_dtype dtype, tileattn_status *status);
 
 /* Convenience for tests: the selected table, or scalar when selection failed. */
 const ta_ukernels *ta_ukernels_selected(void);

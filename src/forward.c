@@ -3,12 +3,12 @@
  *
  * For each work item (batch, head, block of block_q query rows) - Algorithm 1
  * of the paper, with the K/V loop hoisted over the item's query sub-tiles:
- *   load the item's queries Q (scaled) into L2-resident workspace
+ *   load the item's queries Q into L2-resident workspace (the table's layout)
  *   m = -inf, l = 0, O = 0                      (running max, sum, output)
  *   for each K/V block j (block_k keys) that the mask does not hide:
  *       pack K_j, V_j once                       (shared by every sub-tile)
  *       for each sub-tile Q_i (block_r rows) that sees some of block j:
- *           S  = Q_i K_j^T                       (qk microkernel)
+ *           S  = scale Q_i K_j^T                 (qk microkernel)
  *           S  = score modifications; the mask per element on boundary tiles only
  *           P  = exp(S - m_new); l_i, m_i updated; O_i rescaled   (softmax microkernel)
  *           O_i += P V_j                         (pv microkernel)
@@ -38,7 +38,7 @@
 
 /* One thread's scratch, carved from a single cache-line-aligned block. */
 typedef struct workspace {
-    float *q;       /* [block_q][D], already multiplied by scale */
+    float *q;       /* [block_q][D]: Q rows as the table's load_rows writes them */
     float *s;       /* [block_r][block_k] scores, then probabilities */
     float *o;       /* [block_q][Dv] unnormalised accumulator */
     float *row_max; /* [block_q] */
@@ -199,7 +199,7 @@ static void update_rows(const block_ctx *x, int64_t r0, int64_t m, int64_t n, in
     const workspace *ws = x->ws;
     int64_t dk = d->head_dim, dv = d->head_dim_v, lds = d->block_k;
     int64_t i0 = x->t->i0 + r0; /* first query row, in the sequence */
-    uk->qk(m, n, dk, ws->q + r0 * dk, dk, ws->k_panel, ws->s, lds);
+    uk->qk(m, n, dk, ws->q + r0 * dk, dk, ws->k_panel, d->scale, ws->s, lds);
     if (x->has_score_mods) modify_scores(d, x->a, x->t, x->win, i0, m, x->j0, n, ws->s, lds);
     if (mask) mask_scores(x->win, i0, m, x->j0, n, ws->s, lds);
     uk->softmax(m, n, ws->s, lds, ws->row_max + r0, ws->row_sum + r0, ws->o + r0 * dv, dv, dv);
@@ -247,7 +247,7 @@ static void run_work_item(const ta_desc *d, const tileattn_forward_args *a, int6
                     (ptrdiff_t)(t.b * d->q_stride[0] + (t.q_start + t.i0) * d->q_stride[1] +
                                 t.h * d->q_stride[2]) *
                         es;
-    uk->load_rows(t.m, dk, q, d->dtype, d->q_stride[1], d->scale, ws->q, dk);
+    uk->load_rows(t.m, dk, q, d->dtype, d->q_stride[1], ws->q, dk);
 
     /* A sink joins the softmax as one more logit with no value: start the
      * running max at it with a sum of exp(sink - sink) = 1. */

@@ -81,7 +81,7 @@ static void plan_tiles(const ta_ukernels *uk, int num_threads, ta_desc *d) {
 tileattn_status ta_plan(const tileattn_forward_args *args, ta_desc *desc) {
     tileattn_status st = ta_validate(args, TA_VALIDATE_KERNEL);
     if (st) return st;
-    const ta_ukernels *uk = ta_ukernels_select(&st);
+    const ta_ukernels *uk = ta_ukernels_for_dtype(args->dtype, &st);
     if (st) return st;
     *desc = (ta_desc){0};
     ta_describe_problem(args, desc);

@@ -6,7 +6,7 @@
  * the CPU.
  *
  * The three steps of one (query tile x key tile) update, for an m x n tile:
- *   qk:      S[m x n]  = Q[m x D] . K[n x D]^T   (Q already multiplied by scale)
+ *   qk:      S[m x n]  = scale * Q[m x D] . K[n x D]^T
  *   softmax: online-softmax update of S in place into P, with the running
  *            row max and row sum, and the rescale of the accumulator O
  *   pv:      O[m x Dv] += P[m x n] . V[n x Dv]
@@ -17,6 +17,15 @@
  * (n <= the n that was packed: on the mask's boundary each register block
  * of mr rows stops at its last visible key), so a panel layout must make a
  * prefix of the keys readable without knowing the packed n.
+ *
+ * Most tables compute in float32 whatever the storage dtype (packing
+ * widens float16 and bfloat16 exactly). A table may instead serve only
+ * some input dtypes and keep Q and K in that dtype for the Q.K^T product
+ * (dot-product instructions such as BFDOT or FMLAL, whose
+ * products of two 16-bit values are exact in float32 and are summed in
+ * float32); P.V stays float32 in every table, so that P is never rounded
+ * to 16 bits. dispatch.c picks, per input dtype, the best table that
+ * serves it.
  */
 #ifndef TILEATTN_UKERNEL_H
 #define TILEATTN_UKERNEL_H
@@ -25,16 +34,25 @@
 
 #include "tileattn.h"
 
+/* Bit of an input dtype in ta_ukernels.dtypes. */
+#define TA_DTYPE_BIT(dtype) (1u << (unsigned)(dtype))
+#define TA_DTYPES_ALL                                                                              \
+    (TA_DTYPE_BIT(TILEATTN_F32) | TA_DTYPE_BIT(TILEATTN_F16) | TA_DTYPE_BIT(TILEATTN_BF16))
+
 typedef struct ta_ukernels {
     const char *isa; /* "scalar", "avx2", "avx512", ... */
     int mr;          /* query rows the register block holds; block_q is a multiple */
     int nr;          /* keys the register block holds; block_k is a multiple */
+    unsigned dtypes; /* the input dtypes it serves (TA_DTYPE_BIT), TA_DTYPES_ALL mostly */
+    int q_native;    /* 0: load_rows writes float32; 1: Q stays in the input dtype */
 
-    /* Convert rows of a tensor (dtype, row stride in elements) into float32
-     * rows of length dim, multiplied by mul, at dst with leading dimension
-     * ld_dst (>= dim; the tail up to ld_dst is zero-filled). Used for Q. */
+    /* Convert rows of a tensor (dtype, row stride in elements) into the
+     * table's Q rows at dst, leading dimension ld_dst floats (>= dim):
+     * float32 rows of dim values, zero-filled up to ld_dst (q_native = 0),
+     * or rows of dim values of the input dtype, zero-filled up to the
+     * 2 ld_dst 16-bit elements of the row (q_native = 1). Exact. */
     void (*load_rows)(int64_t rows, int64_t dim, const void *src, tileattn_dtype dtype,
-                      int64_t stride, float mul, float *dst, int64_t ld_dst);
+                      int64_t stride, float *dst, int64_t ld_dst);
 
     /* Pack n key rows (dtype, stride in elements) of length d into the panel
      * that qk reads; packed_k_floats(n, d) floats are written. */
@@ -47,9 +65,10 @@ typedef struct ta_ukernels {
                    float *panel);
     int64_t (*packed_v_floats)(int64_t n, int64_t dv);
 
-    /* S[i*lds + j] = sum_c q[i*ldq + c] * K[j][c] for i < m, j < n. */
+    /* S[i*lds + j] = scale * sum_c Q[i][c] * K[j][c] for i < m, j < n, Q as
+     * load_rows wrote it (row i at q + i*ldq floats). */
     void (*qk)(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq, const float *k_panel,
-               float *s, int64_t lds);
+               float scale, float *s, int64_t lds);
 
     /* For each row i < m of S (masked entries are -inf):
      *   new_max = max(row_max[i], max_j S[i][j]);  (a row still at -inf is left alone)
@@ -76,5 +95,7 @@ extern const ta_ukernels ta_ukernels_avx512bf16;
 
 /* AArch64 tables (simd/arm/), built when the compiler targets AArch64. */
 extern const ta_ukernels ta_ukernels_neon;
+extern const ta_ukernels ta_ukernels_neonfhm;
+extern const ta_ukernels ta_ukernels_neonbf16;
 
 #endif /* TILEATTN_UKERNEL_H */

@@ -12,10 +12,18 @@
  * output buffer is surrounded and interleaved with a guard pattern: a kernel may write only the
  * elements its contract names.
  *
+ * A table that serves only some input dtypes (ta_ukernels.dtypes) is
+ * tested on those; one that keeps Q in the input dtype (q_native) has its
+ * Q rows made by its own load_rows, as the driver does.
+ *
  * Tolerances, with u = 2^-24:
- *   load_rows, pack: exact (one float multiply by mul; conversions exact).
- *   qk: |S - S_exact| <= gamma_d * sum_c |q_c k_c|, gamma_d = d u / (1 - d u):
- *       the classic bound for any summation order, with or without FMA.
+ *   load_rows, pack: exact (conversions to float32 are exact; q_native
+ *       rows are the input's bits).
+ *   qk: |S - scale S_exact| <= scale gamma_d sum_c |q_c k_c| + u |S|,
+ *       gamma_d = d u / (1 - d u): the classic bound for any summation
+ *       order, with or without FMA, and the rounding of the product with
+ *       scale. BFDOT (q_native tables, bfloat16) may round twice per pair of
+ *       products: gamma_2d there; FMLAL rounds once per product, as an FMA.
  *   pv: |O - O_exact| <= gamma_(n+1) * (|O_in| + sum_j |p_j v_j|), likewise.
  *   softmax: a vector exp may be off by a few ULP: each P and alpha gets a
  *       relative 2^-21 (4 ULP) plus u |x| for the rounding of its argument
@@ -138,26 +146,33 @@ Test(unit, ukernel_load_rows) {
                     int64_t dim = dims[di], rows = row_counts[ri];
                     int64_t stride = dim + (ri % 3 == 0 ? 0 : ri % 3 == 1 ? 1 : 7);
                     int64_t ld = ri % 2 ? (dim + 15) / 16 * 16 : dim + (ri % 4 == 0 ? 0 : 5);
-                    float mul = ri % 3 == 2 ? 1.0f : (float)th_rng_range(&rng, 0.01, 2.0);
                     tileattn_dtype dt = src_dtypes[k];
+                    if (!(uk->dtypes & TA_DTYPE_BIT(dt))) continue;
                     void *src = make_source(&rng, dt, rows, dim, stride, 3.0);
                     float *dst = galloc((size_t)(rows * ld));
-                    uk->load_rows(rows, dim, src, dt, stride, mul, dst, ld);
+                    uk->load_rows(rows, dim, src, dt, stride, dst, ld);
                     runs++;
                     int ok = guards_intact(dst, (size_t)(rows * ld));
-                    for (int64_t r = 0; r < rows && ok; r++)
+                    for (int64_t r = 0; r < rows && ok; r++) {
+                        if (uk->q_native) { /* the input's 16-bit elements, then zeros */
+                            const uint16_t *got = (const uint16_t *)(dst + r * ld);
+                            const uint16_t *in = (const uint16_t *)src + r * stride;
+                            for (int64_t c = 0; c < 2 * ld && ok; c++)
+                                if (got[c] != (c < dim ? in[c] : 0)) ok = 0;
+                            continue;
+                        }
                         for (int64_t c = 0; c < ld && ok; c++) {
-                            float want =
-                                c < dim ? mul * (float)th_load(src, dt, r * stride + c) : 0.0f;
+                            float want = c < dim ? (float)th_load(src, dt, r * stride + c) : 0.0f;
                             float got = dst[r * ld + c];
                             if (memcmp(&want, &got, sizeof got) != 0) ok = 0;
                         }
+                    }
                     if (!ok)
                         FAIL_ONCE(bad,
-                                  "load_rows %s: rows %lld dim %lld %s stride %lld ld %lld mul %g: "
+                                  "load_rows %s: rows %lld dim %lld %s stride %lld ld %lld: "
                                   "wrong value, tail not zeroed or a write outside\n",
                                   uk->isa, (long long)rows, (long long)dim, th_dtype_name(dt),
-                                  (long long)stride, (long long)ld, mul);
+                                  (long long)stride, (long long)ld);
                     th_free(src);
                     gfree(dst);
                 }
@@ -175,40 +190,44 @@ static int run_qk(const ta_ukernels *uk, th_rng *rng, int64_t m, int64_t n, int6
     /* The driver may pack more keys than one call reads (a prefix of the
      * packed block, ukernel.h): pack n_pack >= n keys, call with n. */
     int64_t n_pack = variant % 3 == 0 ? n : n + th_rng_int(rng, 1, 2 * uk->nr + 3);
+    int64_t qstride = d + (variant % 5 == 1 ? 3 : 0);
+    float scale = variant % 4 == 3 ? 1.0f : (float)th_rng_range(rng, 0.05, 1.5);
     void *ksrc = make_source(rng, dt, n_pack, d, kstride, 1.0);
-    /* Q is already float32 (load_rows' output): NaN in its row gaps. */
+    void *qsrc = make_source(rng, dt, m, d, qstride, 1.0);
+    /* Q as the table's own load_rows writes it (the driver's path), with
+     * guards in what it must not touch. */
     float *q = galloc((size_t)(m * ldq));
-    for (int64_t i = 0; i < m; i++) {
-        for (int64_t c = 0; c < d; c++)
-            q[i * ldq + c] = (float)th_rng_normal(rng);
-        for (int64_t c = d; c < ldq; c++)
-            q[i * ldq + c] = NAN;
-    }
+    uk->load_rows(m, d, qsrc, dt, qstride, q, ldq);
     size_t panel_n = (size_t)uk->packed_k_floats(n_pack, d);
     float *panel = galloc(panel_n);
     float *s = galloc((size_t)(m * lds));
     float *s_ref = galloc((size_t)(m * lds));
     uk->pack_k(n_pack, d, ksrc, dt, kstride, panel);
-    uk->qk(m, n, d, q, ldq, panel, s, lds);
+    uk->qk(m, n, d, q, ldq, panel, scale, s, lds);
     if (uk != &ta_ukernels_scalar) { /* the scalar table on the same inputs */
+        float *q2 = galloc((size_t)(m * ldq));
         float *p2 = galloc((size_t)ta_ukernels_scalar.packed_k_floats(n_pack, d));
+        ta_ukernels_scalar.load_rows(m, d, qsrc, dt, qstride, q2, ldq);
         ta_ukernels_scalar.pack_k(n_pack, d, ksrc, dt, kstride, p2);
-        ta_ukernels_scalar.qk(m, n, d, q, ldq, p2, s_ref, lds);
+        ta_ukernels_scalar.qk(m, n, d, q2, ldq, p2, scale, s_ref, lds);
+        gfree(q2);
         gfree(p2);
     }
     int ok = guards_intact(panel, panel_n) && guards_intact(s, (size_t)(m * lds)) &&
-             gaps_intact(s, m, n, lds);
-    const char *why = ok ? NULL : "a write outside the panel or outside S[m x n]";
-    double gamma = (double)d * 0x1.0p-24 / (1.0 - (double)d * 0x1.0p-24);
+             gaps_intact(s, m, n, lds) && guards_intact(q, (size_t)(m * ldq));
+    const char *why = ok ? NULL : "a write outside the panel, Q's rows or S[m x n]";
+    double terms = uk->q_native && dt == TILEATTN_BF16 ? 2.0 * (double)d : (double)d;
+    double gamma = terms * 0x1.0p-24 / (1.0 - terms * 0x1.0p-24);
     for (int64_t i = 0; i < m && ok; i++)
         for (int64_t j = 0; j < n && ok; j++) {
             double exact = 0, absum = 0;
             for (int64_t c = 0; c < d; c++) {
-                double x = (double)q[i * ldq + c] * th_load(ksrc, dt, j * kstride + c);
+                double x = th_load(qsrc, dt, i * qstride + c) * th_load(ksrc, dt, j * kstride + c);
                 exact += x;
                 absum += fabs(x);
             }
-            double tol = gamma * absum + 1e-37;
+            exact *= scale;
+            double tol = scale * gamma * absum + 0x1.0p-24 * fabs(exact) + 1e-37;
             double got = s[i * lds + j];
             if (!(fabs(got - exact) <= tol)) ok = 0, why = "S differs from the exact dot product";
             if (ok && uk != &ta_ukernels_scalar && !(fabs(got - s_ref[i * lds + j]) <= 2 * tol))
@@ -221,6 +240,7 @@ static int run_qk(const ta_ukernels *uk, th_rng *rng, int64_t m, int64_t n, int6
                 uk->isa, (long long)m, (long long)n, (long long)n_pack, (long long)d,
                 th_dtype_name(dt), (long long)kstride, (long long)ldq, (long long)lds, why);
     th_free(ksrc);
+    th_free(qsrc);
     gfree(q);
     gfree(panel);
     gfree(s);
@@ -238,6 +258,7 @@ Test(unit, ukernel_pack_k_qk) {
         int64_t max_m = 2 * uk->mr + 1, max_n = 2 * uk->nr + 3;
         for (int di = 0; di < NUM_DIMS; di++)
             for (int k = 0; k < 3; k++) {
+                if (!(uk->dtypes & TA_DTYPE_BIT(src_dtypes[k]))) continue;
                 /* Every m with a random n, every n with a random m. */
                 for (int64_t m = 1; m <= max_m; m++, runs++)
                     bad += !run_qk(uk, &rng, m, th_rng_int(&rng, 1, max_n), dims[di], src_dtypes[k],
@@ -247,7 +268,10 @@ Test(unit, ukernel_pack_k_qk) {
                                    (int)(n + k));
             }
         /* One driver-sized tile. */
-        bad += !run_qk(uk, &rng, 64, 256, 128, TILEATTN_F32, 0);
+        tileattn_dtype big = uk->dtypes & TA_DTYPE_BIT(TILEATTN_F32)    ? TILEATTN_F32
+                             : uk->dtypes & TA_DTYPE_BIT(TILEATTN_BF16) ? TILEATTN_BF16
+                                                                        : TILEATTN_F16;
+        bad += !run_qk(uk, &rng, 64, 256, 128, big, 0);
         runs++;
     }
     cr_log_info("pack_k + qk: %d runs", runs);
@@ -329,6 +353,7 @@ Test(unit, ukernel_pack_v_pv) {
         int64_t max_m = 2 * uk->mr + 1, max_n = 2 * uk->nr + 3;
         for (int di = 0; di < NUM_DIMS; di++)
             for (int k = 0; k < 3; k++) {
+                if (!(uk->dtypes & TA_DTYPE_BIT(src_dtypes[k]))) continue;
                 for (int64_t m = 1; m <= max_m; m++, runs++)
                     bad += !run_pv(uk, &rng, m, th_rng_int(&rng, 1, max_n), dims[di], src_dtypes[k],
                                    (int)(m + di));
@@ -336,8 +361,10 @@ Test(unit, ukernel_pack_v_pv) {
                     bad += !run_pv(uk, &rng, th_rng_int(&rng, 1, max_m), n, dims[di], src_dtypes[k],
                                    (int)(n + k));
             }
-        bad += !run_pv(uk, &rng, 64, 256, 128, TILEATTN_BF16, 1);
-        runs++;
+        if (uk->dtypes & TA_DTYPE_BIT(TILEATTN_BF16)) {
+            bad += !run_pv(uk, &rng, 64, 256, 128, TILEATTN_BF16, 1);
+            runs++;
+        }
     }
     cr_log_info("pack_v + pv: %d runs", runs);
     cr_assert_eq(bad, 0, "%d pv runs failed", bad);

@@ -6,6 +6,7 @@ const ta_ukernels ta_ukernels_scalar = {
     .isa = "scalar",
     .mr = 1,
     .nr = 1,
+    .dtypes = TA_DTYPES_ALL,
     .load_rows = ta_load_rows_scalar,
     .pack_k = ta_pack_rows_scalar,
     .packed_k_floats = ta_packed_rows_floats_scalar,

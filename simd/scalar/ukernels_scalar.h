@@ -6,12 +6,12 @@
 #include "ukernel.h"
 
 void ta_load_rows_scalar(int64_t rows, int64_t dim, const void *src, tileattn_dtype dtype,
-                         int64_t stride, float mul, float *dst, int64_t ld_dst);
+                         int64_t stride, float *dst, int64_t ld_dst);
 void ta_pack_rows_scalar(int64_t n, int64_t dim, const void *src, tileattn_dtype dtype,
                          int64_t stride, float *panel);
 int64_t ta_packed_rows_floats_scalar(int64_t n, int64_t dim);
 void ta_qk_f32_scalar(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,
-                      const float *k_panel, float *s, int64_t lds);
+                      const float *k_panel, float scale, float *s, int64_t lds);
 void ta_softmax_f32_scalar(int64_t m, int64_t n, float *s, int64_t lds, float *row_max,
                            float *row_sum, float *o, int64_t ldo, int64_t dv);
 void ta_pv_f32_scalar(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp,

@@ -10,7 +10,7 @@
 
 #define TA_X86_DECLARE(isa, tile)                                                                  \
     void ta_load_rows_f32_##isa(int64_t rows, int64_t dim, const void *src, tileattn_dtype dtype,  \
-                                int64_t stride, float mul, float *dst, int64_t ld_dst);            \
+                                int64_t stride, float *dst, int64_t ld_dst);                       \
     void ta_pack_k_f32_##tile##_##isa(int64_t n, int64_t d, const void *src, tileattn_dtype dtype, \
                                       int64_t stride, float *panel);                               \
     int64_t ta_packed_k_floats_##tile##_##isa(int64_t n, int64_t d);                               \
@@ -24,14 +24,14 @@
 /* AVX-512: 12 x 32 register tiles (24 zmm accumulators of 32). */
 TA_X86_DECLARE(avx512, x32)
 void ta_qk_f32_12x32_avx512(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,
-                            const float *k_panel, float *s, int64_t lds);
+                            const float *k_panel, float scale, float *s, int64_t lds);
 void ta_pv_f32_12x32_avx512(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp,
                             const float *v_panel, float *o, int64_t ldo);
 
 /* AVX2 + FMA: 6 x 16 register tiles (12 ymm accumulators of 16). */
 TA_X86_DECLARE(avx2, x16)
 void ta_qk_f32_6x16_avx2(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,
-                         const float *k_panel, float *s, int64_t lds);
+                         const float *k_panel, float scale, float *s, int64_t lds);
 void ta_pv_f32_6x16_avx2(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp,
                          const float *v_panel, float *o, int64_t ldo);
 

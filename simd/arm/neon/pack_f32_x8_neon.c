@@ -1,7 +1,7 @@
 /*
  * Q rows, K and V panels (8 wide) in float32, converted from any storage
  * dtype once per tile, base NEON; the hot kernels only ever see float32.
- *   Q rows:  row-major, scaled, zero-filled up to ld_dst (load_rows);
+ *   Q rows:  row-major, zero-filled up to ld_dst (load_rows);
  *   K panel: [ceil(n/8)][d][8], keys across a panel, zero-padded (pack_k);
  *   V panel: [n][round_up(dv, 8)], zero-padded columns (pack_v).
  */
@@ -9,9 +9,9 @@
 #include "../ukernels_arm.h"
 
 void ta_load_rows_f32_neon(int64_t rows, int64_t dim, const void *src, tileattn_dtype dtype,
-                           int64_t stride, float mul, float *dst, int64_t ld_dst) {
+                           int64_t stride, float *dst, int64_t ld_dst) {
     for (int64_t r = 0; r < rows; r++) {
-        ta_neon_row_to_f32(dim, src, dtype, r * stride, mul, dst + r * ld_dst);
+        ta_neon_row_to_f32(dim, src, dtype, r * stride, dst + r * ld_dst);
         for (int64_t c = dim; c < ld_dst; c++)
             dst[r * ld_dst + c] = 0.0f;
     }
@@ -34,7 +34,7 @@ void ta_pack_k_f32_x8_neon(int64_t n, int64_t d, const void *src, tileattn_dtype
         for (int64_t jj = 0; jj < NR; jj++) {
             int64_t c = 0;
             if (j0 + jj < n) {
-                ta_neon_row_to_f32(d, src, dtype, (j0 + jj) * stride, 1.0f, rows[jj]);
+                ta_neon_row_to_f32(d, src, dtype, (j0 + jj) * stride, rows[jj]);
                 c = d;
             }
             for (; c < dpad; c++)
@@ -72,7 +72,7 @@ void ta_pack_v_f32_x8_neon(int64_t n, int64_t dv, const void *src, tileattn_dtyp
                            int64_t stride, float *panel) {
     int64_t ldv = (dv + TA_NEON_NR - 1) / TA_NEON_NR * TA_NEON_NR;
     for (int64_t j = 0; j < n; j++) {
-        ta_neon_row_to_f32(dv, src, dtype, j * stride, 1.0f, panel + j * ldv);
+        ta_neon_row_to_f32(dv, src, dtype, j * stride, panel + j * ldv);
         for (int64_t c = dv; c < ldv; c++)
             panel[j * ldv + c] = 0.0f;
     }

@@ -1,5 +1,5 @@
 /*
- * S = Q.K^T, float32, 12 x 8 register tile, base NEON (the register plan is
+ * S = scale Q.K^T, float32, 12 x 8 register tile, base NEON (the register plan is
  * in tile_f32_neon.h). Q's 12 rows are transposed once per row block into a
  * stack buffer (12 x D floats, at most 12 KiB), so each step of the head-dim
  * loop loads them as 3 vectors and feeds FMLA by element; then every panel
@@ -11,7 +11,7 @@
 #include "../ukernels_arm.h"
 
 void ta_qk_f32_12x8_neon(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,
-                         const float *k_panel, float *s, int64_t lds) {
+                         const float *k_panel, float scale, float *s, int64_t lds) {
     float qt[TILEATTN_MAX_HEAD_DIM * TA_NEON_MR] __attribute__((aligned(16)));
     for (int64_t i = 0; i < m; i += TA_NEON_MR) {
         int mr = m - i < TA_NEON_MR ? (int)(m - i) : TA_NEON_MR;
@@ -25,7 +25,8 @@ void ta_qk_f32_12x8_neon(int64_t m, int64_t n, int64_t d, const float *q, int64_
             ta_neon_block_12x8(acc, d, qt, kp, TA_NEON_NR);
             /* Rows past mr hold 0 . K and are dropped. */
             for (int r = 0; r < mr; r++)
-                ta_neon_store_row8(s + (i + r) * lds + j, acc[r][0], acc[r][1], cols);
+                ta_neon_store_row8(s + (i + r) * lds + j, vmulq_n_f32(acc[r][0], scale),
+                                   vmulq_n_f32(acc[r][1], scale), cols);
         }
     }
 }

@@ -24,29 +24,26 @@
 #define TA_NEON_MR 12 /* rows of the register block */
 #define TA_NEON_NR 8  /* columns: keys for qk, output columns for pv */
 
-/* dst[c] = mul * src[off + c] for c < dim, in float32: FCVTL widens float16
- * (exact), a 16-bit shift widens bfloat16 (exact); one rounding, the
- * multiply, as in the scalar table, so the two agree bit for bit. */
+/* dst[c] = src[off + c] for c < dim, in float32: FCVTL widens float16
+ * (exact), a 16-bit shift widens bfloat16 (exact). */
 static inline void ta_neon_row_to_f32(int64_t dim, const void *src, tileattn_dtype dtype,
-                                      int64_t off, float mul, float *dst) {
+                                      int64_t off, float *dst) {
     int64_t c = 0;
-    float32x4_t vm = vdupq_n_f32(mul);
     if (dtype == TILEATTN_F32) {
         const float *p = (const float *)src + off;
         for (; c + 4 <= dim; c += 4)
-            vst1q_f32(dst + c, vmulq_f32(vm, vld1q_f32(p + c)));
+            vst1q_f32(dst + c, vld1q_f32(p + c));
     } else if (dtype == TILEATTN_F16) {
         const uint16_t *p = (const uint16_t *)src + off;
         for (; c + 4 <= dim; c += 4)
-            vst1q_f32(dst + c, vmulq_f32(vm, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p + c)))));
+            vst1q_f32(dst + c, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p + c))));
     } else if (dtype == TILEATTN_BF16) {
         const uint16_t *p = (const uint16_t *)src + off;
         for (; c + 4 <= dim; c += 4)
-            vst1q_f32(dst + c,
-                      vmulq_f32(vm, vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p + c), 16))));
+            vst1q_f32(dst + c, vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p + c), 16)));
     }
     for (; c < dim; c++)
-        dst[c] = mul * ta_load_f32(src, dtype, off + c);
+        dst[c] = ta_load_f32(src, dtype, off + c);
 }
 
 /* The first n (< 4) floats at p, the other lanes `fill`; memory past n is

@@ -7,6 +7,7 @@ const ta_ukernels ta_ukernels_neon = {
     .isa = "neon",
     .mr = 12,
     .nr = 8,
+    .dtypes = TA_DTYPES_ALL,
     .load_rows = ta_load_rows_f32_neon,
     .pack_k = ta_pack_k_f32_x8_neon,
     .packed_k_floats = ta_packed_k_floats_x8_neon,

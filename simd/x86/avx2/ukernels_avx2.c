@@ -7,6 +7,7 @@ const ta_ukernels ta_ukernels_avx2 = {
     .isa = "avx2",
     .mr = 6,
     .nr = 16,
+    .dtypes = TA_DTYPES_ALL,
     .load_rows = ta_load_rows_f32_avx2,
     .pack_k = ta_pack_k_f32_x16_avx2,
     .packed_k_floats = ta_packed_k_floats_x16_avx2,

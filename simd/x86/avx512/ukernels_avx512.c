@@ -6,6 +6,7 @@ const ta_ukernels ta_ukernels_avx512 = {
     .isa = "avx512",
     .mr = 12,
     .nr = 32,
+    .dtypes = TA_DTYPES_ALL,
     .load_rows = ta_load_rows_f32_avx512,
     .pack_k = ta_pack_k_f32_x32_avx512,
     .packed_k_floats = ta_packed_k_floats_x32_avx512,

@@ -15,7 +15,8 @@
  * accumulators stay in registers). cols = valid keys of the panel. */
 static inline __attribute__((always_inline)) void qk_block(const int mr, int64_t cols, int64_t d,
                                                            const float *q, int64_t ldq,
-                                                           const float *kp, float *s, int64_t lds) {
+                                                           const float *kp, float scale, float *s,
+                                                           int64_t lds) {
     vf acc[MR][NV];
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++)
@@ -36,11 +37,13 @@ static inline __attribute__((always_inline)) void qk_block(const int mr, int64_t
                 acc[r][v] = vf_fma(a, b[v], acc[r][v]);
         }
     }
+    vf vscale = vf_set1(scale);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++) {
         if (r >= mr) break;
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
+            acc[r][v] = vf_mul(acc[r][v], vscale);
             int64_t left = cols - v * VF_LANES;
             if (left >= VF_LANES)
                 vf_store(s + r * lds + v * VF_LANES, acc[r][v]);
@@ -51,10 +54,10 @@ static inline __attribute__((always_inline)) void qk_block(const int mr, int64_t
 }
 
 #define QK_CASE(k)                                                                                 \
-    case k: qk_block(k, cols, d, q + i * ldq, ldq, kp, s + i * lds + j, lds); break;
+    case k: qk_block(k, cols, d, q + i * ldq, ldq, kp, scale, s + i * lds + j, lds); break;
 
 void QK_NAME(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq, const float *k_panel,
-             float *s, int64_t lds) {
+             float scale, float *s, int64_t lds) {
     for (int64_t j = 0; j < n; j += NR) {
         const float *kp = k_panel + (j / NR) * d * NR;
         int64_t cols = n - j < NR ? n - j : NR;
