@@ -211,10 +211,11 @@ static void plan_backward(const tileattn_backward_args *args, bwd_plan *p) {
     p->num_threads = threads > 0 ? threads : 1;
 
     int64_t bq_ = p->block_q, bk_ = p->block_k;
-    p->workspace_floats =
-        ta_pad_floats(bk_ * p->d) + ta_pad_floats(p->d * bk_) + ta_pad_floats(p->dv * bk_) +
-        ta_pad_floats(bk_ * p->d) + ta_pad_floats(bk_ * p->dv) + ta_pad_floats(bq_ * p->d) +
-        ta_pad_floats(bq_ * p->dv) + 3 * ta_pad_floats(bq_ * bk_) + 2 * ta_pad_floats(bq_);
+    p->workspace_floats = ta_pad_floats(bk_ * p->d) + ta_pad_floats(p->d * bk_) +
+                          ta_pad_floats(p->dv * bk_) + ta_pad_floats(bk_ * p->d) +
+                          ta_pad_floats(bk_ * p->dv) + ta_pad_floats(bq_ * p->d) +
+                          ta_pad_floats(bq_ * p->dv) + 3 * ta_pad_floats(bq_ * bk_) +
+                          2 * ta_pad_floats(bq_) + ta_pad_floats(bq_ * p->d);
 }
 
 /* ------------------------------------------------------------ the driver */
@@ -233,6 +234,7 @@ typedef struct workspace {
     float *bias;  /* [block_q][block_k] the bias tile as float32 */
     float *lse;   /* [block_q] */
     float *delta; /* [block_q] */
+    float *dq;    /* [block_q][D]  this step's dS K, before it joins dQ */
 } workspace;
 
 static float *carve(float **cursor, int64_t floats) {
@@ -257,6 +259,7 @@ static workspace carve_workspace(const bwd_plan *p, float *base) {
     w.bias = carve(&cur, bq * bk);
     w.lse = carve(&cur, bq);
     w.delta = carve(&cur, bq);
+    w.dq = carve(&cur, bq * p->d);
     return w;
 }
 
@@ -290,13 +293,23 @@ static int64_t offset(const int64_t st[3], int64_t b, int64_t token, int64_t hea
     return b * st[0] + token * st[1] + head * st[2];
 }
 
-/* Rows of a [.., S, H, dim] tensor as float32 [rows][dim]; for float32
- * input returns the tensor itself (*ld = its row stride) instead of copying. */
+/* Rows of a [.., S, H, dim] tensor as float32 [rows][dim]; float32 rows
+ * that are already adjacent are returned in place (*ld = dim). Rows H x D
+ * apart are copied even in float32: read in place, a tile's rows fall in a
+ * few of L1's sets (2 KiB apart at H = 4, D = 128), evict each other, and
+ * the GEMMs that stream them ran 1.5x slower than those reading a copy. */
 static const float *rows_as_f32(const void *base, tileattn_dtype dtype, int64_t off, int64_t stride,
                                 int64_t rows, int64_t dim, float *buf, int64_t *ld) {
-    if (dtype == TILEATTN_F32) {
-        *ld = stride;
+    if (dtype == TILEATTN_F32 && (stride == dim || rows == 1)) {
+        *ld = dim;
         return (const float *)base + off;
+    }
+    if (dtype == TILEATTN_F32) {
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(buf + r * dim, (const float *)base + off + r * stride,
+                   (size_t)dim * sizeof(float));
+        *ld = dim;
+        return buf;
     }
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < dim; c++)
@@ -373,7 +386,13 @@ static void tile_step(const bwd_run *run, const sequence *s, int64_t h, int64_t 
     float *dq = run->dq_acc + ((group * p->heads_q + h) * p->rows_q +
                                (p->varlen ? s->q_start : s->b * p->seqlen_q) + i0) *
                                   d;
-    kr->gemm(m, d, n, ws->dp, bk, 1, k_rows, ldk, dq, d, 1); /* dQ += dS K   */
+    /* dQ += dS K through a tile in L1: accumulating into dq_acc directly
+     * waited on its rows (out of L2 across the key tiles) at the start of
+     * every register block, and made this the slowest of the five GEMMs
+     * (2x the others); the sum below streams them instead. */
+    kr->gemm(m, d, n, ws->dp, bk, 1, k_rows, ldk, ws->dq, d, 0); /* dS K */
+    for (int64_t i = 0; i < m * d; i++)
+        dq[i] += ws->dq[i];
 }
 
 static void store_rows(void *base, tileattn_dtype dtype, int64_t off, int64_t stride, int64_t rows,
