@@ -211,7 +211,8 @@ tileattn_status tileattn_describe_plan(const tileattn_forward_args *args, char *
  * inputs); the other dtypes run on the next set below. */
 const char *tileattn_isa_name(void);
 
-/* The instruction set the forward pass uses for inputs of this dtype. */
+/* The instruction set the forward pass uses for inputs of this dtype
+ * (a "none (...)" message for a dtype it does not take). */
 const char *tileattn_isa_name_for_dtype(tileattn_dtype dtype);
 
 /* ==================================================================== */

@@ -205,8 +205,9 @@ const ta_ukernels *ta_ukernels_for_dtype(tileattn_dtype dtype, tileattn_status *
     if (status) *status = select_status;
     if (select_status) return NULL;
     const ta_cpu_features *f = ta_cpu_features_get();
+    unsigned bit = (unsigned)dtype < 32 ? TA_DTYPE_BIT(dtype) : 0;
     for (int i = best_index; i < NUM_CANDIDATES; i++)
-        if ((candidates[i].table->dtypes & TA_DTYPE_BIT(dtype)) && candidates[i].runs_here(f))
+        if ((candidates[i].table->dtypes & bit) && candidates[i].runs_here(f))
             return candidates[i].table;
     return &ta_ukernels_scalar;
 }
@@ -230,6 +231,8 @@ const char *ta_dispatch_reason(void) {
 }
 
 const char *tileattn_isa_name_for_dtype(tileattn_dtype dtype) {
+    if (dtype != TILEATTN_F32 && dtype != TILEATTN_F16 && dtype != TILEATTN_BF16)
+        return "none (the forward pass takes float32, float16 or bfloat16)";
     const ta_ukernels *uk = ta_ukernels_for_dtype(dtype, NULL);
     return uk ? uk->isa : "none (TILEATTN_ISA is invalid)";
 }

@@ -383,6 +383,26 @@ Test(api, small_helpers) {
     cr_expect_eq(to.stride_h, 6);
 }
 
+/* Each input dtype of the forward pass names the set that runs it, at or
+ * below the best one; other dtypes get a message, not a crash. */
+Test(api, isa_per_dtype) {
+    const char *best = tileattn_isa_name();
+    const tileattn_dtype dtypes[] = {TILEATTN_F32, TILEATTN_F16, TILEATTN_BF16};
+    for (int i = 0; i < 3; i++) {
+        const char *name = tileattn_isa_name_for_dtype(dtypes[i]);
+        cr_assert(name && *name && strncmp(name, "none", 4) != 0, "dtype %d: %s", (int)dtypes[i],
+                  name ? name : "(null)");
+    }
+    /* float32 is served by every table's family: it runs on the best set
+     * unless that set serves 16-bit inputs only. */
+    cr_expect(strcmp(tileattn_isa_name_for_dtype(TILEATTN_F32), best) == 0 ||
+                  strcmp(best, "neonbf16") == 0 || strcmp(best, "neonfhm") == 0,
+              "float32 runs on %s, the best set is %s", tileattn_isa_name_for_dtype(TILEATTN_F32),
+              best);
+    cr_expect_eq(strncmp(tileattn_isa_name_for_dtype(TILEATTN_F64), "none", 4), 0);
+    cr_expect_eq(strncmp(tileattn_isa_name_for_dtype((tileattn_dtype)99), "none", 4), 0);
+}
+
 Test(api, describe) {
     char buf[4096];
     memset(buf, SENTINEL, sizeof buf);
