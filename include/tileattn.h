@@ -204,11 +204,11 @@ tileattn_status tileattn_describe_machine(char *buf, size_t len);
 tileattn_status tileattn_describe_plan(const tileattn_forward_args *args, char *buf, size_t len);
 
 /* The name of the best instruction set the microkernels use ("scalar",
- * "avx2", "avx512", "avx512bf16", "neon", "neonfhm", "neonbf16"). Chosen
+ * "avx2", "avx512", "avx512bf16", "amx", "neon", "neonfhm", "neonbf16"). Chosen
  * once, at first use, from the CPU and OS; the environment variable
  * TILEATTN_ISA may force a lower one. Some sets serve only one input dtype
- * (neonbf16 bfloat16, neonfhm float16: their Q.K^T multiplies the 16-bit
- * inputs); the other dtypes run on the next set below. */
+ * (amx and neonbf16 bfloat16, neonfhm float16: their Q.K^T multiplies the
+ * 16-bit inputs); the other dtypes run on the next set below. */
 const char *tileattn_isa_name(void);
 
 /* The instruction set the forward pass uses for inputs of this dtype

@@ -35,9 +35,9 @@ tileattn_status tileattn_describe_machine(char *buf, size_t len) {
 #else
     append(buf, len, &used,
            "cpu features: avx2=%d fma=%d f16c=%d avx512f=%d avx512bw=%d avx512vl=%d "
-           "avx512dq=%d avx512_bf16=%d amx_tile=%d amx_bf16=%d\n",
+           "avx512dq=%d avx512_bf16=%d amx_tile=%d amx_bf16=%d (granted %d)\n",
            f->avx2, f->fma, f->f16c, f->avx512f, f->avx512bw, f->avx512vl, f->avx512dq,
-           f->avx512_bf16, f->amx_tile, f->amx_bf16);
+           f->avx512_bf16, f->amx_tile, f->amx_bf16, f->amx_granted);
 #endif
     append(buf, len, &used, "microkernels: %s (%s)\n", tileattn_isa_name(), ta_dispatch_reason());
     /* A table may serve only some input dtypes (a dot-product instruction

@@ -5,6 +5,7 @@
  * choice of microkernels.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* syscall(), for the AMX permission request */
 #include "dispatch.h"
 
 #include <pthread.h>
@@ -16,6 +17,10 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 /* The bits of linux/arch/arm64/include/uapi/asm/hwcap.h, in case the C
@@ -72,6 +77,15 @@ static void detect_features(void) {
         f.amx_bf16 = (edx >> 22) & 1;
         f.amx_tile = (edx >> 24) & 1;
     }
+    /* Linux hands out the AMX tile data state only to a process that asks
+     * (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, since 5.16);
+     * without the grant a tile instruction faults, so AMX counts as absent. */
+    if (f.amx_tile) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+        enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+        f.amx_granted = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#endif
+    }
     unsigned int eax1, ebx1, ecx1, edx1;
     if (os_zmm && __get_cpuid_count(7, 1, &eax1, &ebx1, &ecx1, &edx1))
         f.avx512_bf16 = (eax1 >> 5) & 1;
@@ -107,6 +121,12 @@ typedef struct candidate {
 } candidate;
 
 #if TILEATTN_HAVE_X86_SIMD
+#if TILEATTN_HAVE_X86_AMX
+static int runs_amx(const ta_cpu_features *f) {
+    return f->amx_tile && f->amx_bf16 && f->amx_granted && f->avx512f && f->avx512bw &&
+           f->avx512vl && f->avx512dq;
+}
+#endif
 static int runs_avx512bf16(const ta_cpu_features *f) {
     return f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->avx512_bf16;
 }
@@ -134,6 +154,9 @@ static int runs_anywhere(const ta_cpu_features *f) {
 }
 
 static const candidate candidates[] = {
+#if TILEATTN_HAVE_X86_AMX
+    {&ta_ukernels_amx, "amx", runs_amx},
+#endif
 #if TILEATTN_HAVE_X86_SIMD
     {&ta_ukernels_avx512bf16, "avx512bf16", runs_avx512bf16},
     {&ta_ukernels_avx512, "avx512", runs_avx512},
@@ -166,8 +189,8 @@ static void select_ukernels(void) {
     if (forced && *forced && forced_index < 0) {
         /* A known ISA name that this build has no table for (e.g. avx512 on
          * ARM) falls back like a CPU that lacks it; only nonsense is an error. */
-        static const char *known[] = {"scalar", "avx2",    "avx512",  "avx512bf16",
-                                      "neon",   "neonfhm", "neonbf16"};
+        static const char *known[] = {"scalar", "avx2", "avx512",  "avx512bf16",
+                                      "amx",    "neon", "neonfhm", "neonbf16"};
         int is_known = 0;
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             if (strcmp(forced, known[i]) == 0) is_known = 1;

@@ -21,7 +21,7 @@
  * Most tables compute in float32 whatever the storage dtype (packing
  * widens float16 and bfloat16 exactly). A table may instead serve only
  * some input dtypes and keep Q and K in that dtype for the Q.K^T product
- * (dot-product instructions such as BFDOT or FMLAL, whose
+ * (dot-product instructions such as AMX's TDPBF16PS, BFDOT or FMLAL, whose
  * products of two 16-bit values are exact in float32 and are summed in
  * float32); P.V stays float32 in every table, so that P is never rounded
  * to 16 bits. dispatch.c picks, per input dtype, the best table that
@@ -92,6 +92,7 @@ extern const ta_ukernels ta_ukernels_scalar;
 extern const ta_ukernels ta_ukernels_avx2;
 extern const ta_ukernels ta_ukernels_avx512;
 extern const ta_ukernels ta_ukernels_avx512bf16;
+extern const ta_ukernels ta_ukernels_amx;
 
 /* AArch64 tables (simd/arm/), built when the compiler targets AArch64. */
 extern const ta_ukernels ta_ukernels_neon;

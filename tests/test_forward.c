@@ -43,9 +43,9 @@ typedef struct tally {
 static int run(tally *t, const th_case *c) {
     /* The seed is a function of the case number: reruns are reproducible. */
     uint64_t seed = 0x5eed0000u + (uint64_t)(t->cases + t->handed_down) * 7919u;
-    /* A forced set that serves only some dtypes (neonfhm, neonbf16) hands
-     * the others to the set below it, whose own run covers them: run only
-     * what this set computes. */
+    /* A forced set that serves only some dtypes (amx, neonfhm, neonbf16)
+     * hands the others to the set below it, whose own run covers them: run
+     * only what this set computes. */
     const char *want = getenv("TILEATTN_ISA");
     if (want && *want && strcmp(tileattn_isa_name_for_dtype(c->dtype), want) != 0) {
         t->handed_down++;
@@ -99,9 +99,9 @@ static const int64_t heads[][2] = {{2, 2}, {6, 2}, {3, 1}};
 /* The instruction set in use: a forced one is honoured or lowered, never
  * raised; scalar is always available. */
 static int isa_rank(const char *name) {
-    static const char *order[] = {"scalar", "neon",   "neonfhm",   "neonbf16",
-                                  "avx2",   "avx512", "avx512bf16"};
-    for (int i = 0; i < 7; i++)
+    static const char *order[] = {"scalar", "neon",   "neonfhm",    "neonbf16",
+                                  "avx2",   "avx512", "avx512bf16", "amx"};
+    for (int i = 0; i < 8; i++)
         if (strcmp(name, order[i]) == 0) return i;
     return -1;
 }

@@ -22,8 +22,9 @@
  *   qk: |S - scale S_exact| <= scale gamma_d sum_c |q_c k_c| + u |S|,
  *       gamma_d = d u / (1 - d u): the classic bound for any summation
  *       order, with or without FMA, and the rounding of the product with
- *       scale. BFDOT (q_native tables, bfloat16) may round twice per pair of
- *       products: gamma_2d there; FMLAL rounds once per product, as an FMA.
+ *       scale. Pair instructions on bfloat16 (q_native tables: TDPBF16PS,
+ *       BFDOT) may round twice per pair of products: gamma_2d there; FMLAL
+ *       rounds once per product, as an FMA.
  *   pv: |O - O_exact| <= gamma_(n+1) * (|O_in| + sum_j |p_j v_j|), likewise.
  *   softmax: a vector exp may be off by a few ULP: each P and alpha gets a
  *       relative 2^-21 (4 ULP) plus u |x| for the rounding of its argument

@@ -28,6 +28,16 @@ void ta_qk_f32_12x32_avx512(int64_t m, int64_t n, int64_t d, const float *q, int
 void ta_pv_f32_12x32_avx512(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp,
                             const float *v_panel, float *o, int64_t ldo);
 
+/* AMX (TDPBF16PS), bfloat16 inputs: Q.K^T on 32 x 32 blocks of 16 x 16
+ * tiles over bfloat16 Q rows and K panels of pairs. */
+void ta_load_rows_bf16_amx(int64_t rows, int64_t dim, const void *src, tileattn_dtype dtype,
+                           int64_t stride, float *dst, int64_t ld_dst);
+void ta_pack_k_bf16_x32_amx(int64_t n, int64_t d, const void *src, tileattn_dtype dtype,
+                            int64_t stride, float *panel);
+int64_t ta_packed_k_floats_x32_amx(int64_t n, int64_t d);
+void ta_qk_bf16_32x32_amx(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,
+                          const float *k_panel, float scale, float *s, int64_t lds);
+
 /* AVX2 + FMA: 6 x 16 register tiles (12 ymm accumulators of 16). */
 TA_X86_DECLARE(avx2, x16)
 void ta_qk_f32_6x16_avx2(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,

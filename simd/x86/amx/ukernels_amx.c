@@ -1,0 +1,22 @@
+/* The AMX table (AMX-TILE + AMX-BF16, with AVX-512), for bfloat16 inputs
+ * only: Q.K^T with TDPBF16PS on bfloat16 Q rows and K panels
+ * (qk_bf16_32x32_amx.c); softmax and P.V are the float32 AVX-512 kernels,
+ * V widened when packed, so P is never rounded to bfloat16. float32 and
+ * float16 inputs use the avx512 table. */
+#include "../ukernels_x86.h"
+
+const ta_ukernels ta_ukernels_amx = {
+    .isa = "amx",
+    .mr = 32,
+    .nr = 32,
+    .dtypes = TA_DTYPE_BIT(TILEATTN_BF16),
+    .q_native = 1,
+    .load_rows = ta_load_rows_bf16_amx,
+    .pack_k = ta_pack_k_bf16_x32_amx,
+    .packed_k_floats = ta_packed_k_floats_x32_amx,
+    .pack_v = ta_pack_v_f32_x32_avx512,
+    .packed_v_floats = ta_packed_v_floats_x32_avx512,
+    .qk = ta_qk_bf16_32x32_amx,
+    .softmax = ta_softmax_f32_avx512,
+    .pv = ta_pv_f32_12x32_avx512,
+};
