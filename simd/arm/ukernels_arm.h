@@ -25,10 +25,6 @@ void ta_softmax_f32_neon(int64_t m, int64_t n, float *s, int64_t lds, float *row
                          float *row_sum, float *o, int64_t ldo, int64_t dv);
 void ta_exp_f32_neon(int64_t n, const float *x, float *y);
 
-/* Q rows kept in their 16-bit input dtype (q_native tables). */
-void ta_load_rows_x16_neon(int64_t rows, int64_t dim, const void *src, tileattn_dtype dtype,
-                           int64_t stride, float *dst, int64_t ld_dst);
-
 /* FEAT_FHM (asimdfhm), float16 inputs: Q.K^T with FMLAL on 12 x 8 tiles
  * over float16 Q rows and K panels. */
 void ta_pack_k_f16_x8_neonfhm(int64_t n, int64_t d, const void *src, tileattn_dtype dtype,

@@ -30,8 +30,6 @@ void ta_pv_f32_12x32_avx512(int64_t m, int64_t n, int64_t dv, const float *p, in
 
 /* AMX (TDPBF16PS), bfloat16 inputs: Q.K^T on 32 x 32 blocks of 16 x 16
  * tiles over bfloat16 Q rows and K panels of pairs. */
-void ta_load_rows_bf16_amx(int64_t rows, int64_t dim, const void *src, tileattn_dtype dtype,
-                           int64_t stride, float *dst, int64_t ld_dst);
 void ta_pack_k_bf16_x32_amx(int64_t n, int64_t d, const void *src, tileattn_dtype dtype,
                             int64_t stride, float *panel);
 int64_t ta_packed_k_floats_x32_amx(int64_t n, int64_t d);

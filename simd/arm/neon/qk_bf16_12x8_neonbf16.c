@@ -12,7 +12,7 @@
  * float32 FMLA. The scale multiplies S once, in float32.
  *
  * Layouts:
- *   Q rows:  bfloat16 (ta_load_rows_x16_neon), zero past d; transposed here
+ *   Q rows:  bfloat16 (ta_load_rows_x16_scalar), zero past d; transposed here
  *            per row block into [ceil(d/2)][12 rows][2] (3 vectors per pair
  *            step: rows 0-3, 4-7, 8-11), rows past m zero;
  *   K panel: [ceil(n/8)][ceil(d/2)][8 keys][2] bfloat16, zero-padded past n
@@ -24,6 +24,7 @@
 
 #include "tile_f32_neon.h"
 #include "../ukernels_arm.h"
+#include "../../scalar/ukernels_scalar.h"
 
 enum { MR = TA_NEON_MR, NR = TA_NEON_NR };
 
@@ -34,17 +35,7 @@ int64_t ta_packed_k_floats_bf16_x8_neonbf16(int64_t n, int64_t d) {
 void ta_pack_k_bf16_x8_neonbf16(int64_t n, int64_t d, const void *src, tileattn_dtype dtype,
                                 int64_t stride, float *panel) {
     (void)dtype; /* bfloat16 only */
-    const uint16_t *k = src;
-    uint16_t *out = (uint16_t *)panel;
-    int64_t pairs = (d + 1) / 2, padded = (n + NR - 1) / NR * NR;
-    for (int64_t j0 = 0; j0 < padded; j0 += NR) {
-        uint16_t *dst = out + j0 * pairs * 2;
-        for (int64_t jj = 0; jj < NR; jj++) {
-            const uint16_t *row = j0 + jj < n ? k + (j0 + jj) * stride : NULL;
-            for (int64_t c = 0; c < 2 * pairs; c++)
-                dst[(c / 2) * NR * 2 + jj * 2 + c % 2] = row && c < d ? row[c] : 0;
-        }
-    }
+    ta_pack_k_x16_scalar(n, d, src, stride, NR, 2, (d + 1) / 2, panel);
 }
 
 #define ROW(r, qv, lane)                                                                           \
@@ -78,8 +69,9 @@ void ta_qk_bf16_12x8_neonbf16(int64_t m, int64_t n, int64_t d, const float *q, i
                 bfloat16x8_t q1 = vreinterpretq_bf16_u16(vld1q_u16(qp + 8));
                 bfloat16x8_t q2 = vreinterpretq_bf16_u16(vld1q_u16(qp + 16));
                 ROW(0, q0, 0)
-                ROW(1, q0, 1) ROW(2, q0, 2) ROW(3, q0, 3) ROW(4, q1, 0) ROW(5, q1, 1) ROW(6, q1, 2)
-                    ROW(7, q1, 3) ROW(8, q2, 0) ROW(9, q2, 1) ROW(10, q2, 2) ROW(11, q2, 3)
+                ROW(1, q0, 1)
+                ROW(2, q0, 2) ROW(3, q0, 3) ROW(4, q1, 0) ROW(5, q1, 1) ROW(6, q1, 2) ROW(7, q1, 3)
+                    ROW(8, q2, 0) ROW(9, q2, 1) ROW(10, q2, 2) ROW(11, q2, 3)
             }
             for (int r = 0; r < mr; r++)
                 ta_neon_store_row8(s + (i + r) * lds + j, vmulq_n_f32(acc[r][0], scale),

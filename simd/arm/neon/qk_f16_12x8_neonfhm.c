@@ -12,7 +12,7 @@
  * scale multiplies S once, in float32, so Q is never rounded again.
  *
  * Layouts:
- *   Q rows:  float16 (ta_load_rows_x16_neon), transposed here per row block
+ *   Q rows:  float16 (ta_load_rows_x16_scalar), transposed here per row block
  *            into [d][16] halves, rows 12..15 zero;
  *   K panel: [ceil(n/8)][d][8 keys] float16, zero-padded past n.
  * Register plan as in tile_f32_neon.h: 24 float32 accumulators (12 rows x
@@ -26,6 +26,7 @@
 
 #include "tile_f32_neon.h"
 #include "../ukernels_arm.h"
+#include "../../scalar/ukernels_scalar.h"
 
 enum { MR = TA_NEON_MR, NR = TA_NEON_NR, QT = 16 };
 
@@ -36,17 +37,7 @@ int64_t ta_packed_k_floats_f16_x8_neonfhm(int64_t n, int64_t d) {
 void ta_pack_k_f16_x8_neonfhm(int64_t n, int64_t d, const void *src, tileattn_dtype dtype,
                               int64_t stride, float *panel) {
     (void)dtype; /* float16 only */
-    const uint16_t *k = src;
-    uint16_t *out = (uint16_t *)panel;
-    int64_t padded = (n + NR - 1) / NR * NR;
-    for (int64_t j0 = 0; j0 < padded; j0 += NR) {
-        uint16_t *dst = out + j0 * d;
-        for (int64_t jj = 0; jj < NR; jj++) {
-            const uint16_t *row = j0 + jj < n ? k + (j0 + jj) * stride : NULL;
-            for (int64_t c = 0; c < d; c++)
-                dst[c * NR + jj] = row ? row[c] : 0;
-        }
-    }
+    ta_pack_k_x16_scalar(n, d, src, stride, NR, 1, d, panel);
 }
 
 #define ROW_LO(r)                                                                                  \
@@ -79,8 +70,9 @@ void ta_qk_f16_12x8_neonfhm(int64_t m, int64_t n, int64_t d, const float *q, int
                 float16x8_t q_lo = vreinterpretq_f16_u16(vld1q_u16(qt + c * QT));
                 float16x4_t q_hi = vreinterpret_f16_u16(vld1_u16(qt + c * QT + 8));
                 ROW_LO(0)
-                ROW_LO(1) ROW_LO(2) ROW_LO(3) ROW_LO(4) ROW_LO(5) ROW_LO(6) ROW_LO(7) ROW_HI(0)
-                    ROW_HI(1) ROW_HI(2) ROW_HI(3)
+                ROW_LO(1)
+                ROW_LO(2) ROW_LO(3) ROW_LO(4) ROW_LO(5) ROW_LO(6) ROW_LO(7) ROW_HI(0) ROW_HI(1)
+                    ROW_HI(2) ROW_HI(3)
             }
             for (int r = 0; r < mr; r++)
                 ta_neon_store_row8(s + (i + r) * lds + j, vmulq_n_f32(acc[r][0], scale),

@@ -3,6 +3,7 @@
  * are the base NEON float32 kernels, V widened when packed, so P is never
  * rounded to bfloat16. Other dtypes use the neonfhm or neon tables. */
 #include "../ukernels_arm.h"
+#include "../../scalar/ukernels_scalar.h"
 
 const ta_ukernels ta_ukernels_neonbf16 = {
     .isa = "neonbf16",
@@ -10,7 +11,7 @@ const ta_ukernels ta_ukernels_neonbf16 = {
     .nr = 8,
     .dtypes = TA_DTYPE_BIT(TILEATTN_BF16),
     .q_native = 1,
-    .load_rows = ta_load_rows_x16_neon,
+    .load_rows = ta_load_rows_x16_scalar,
     .pack_k = ta_pack_k_bf16_x8_neonbf16,
     .packed_k_floats = ta_packed_k_floats_bf16_x8_neonbf16,
     .pack_v = ta_pack_v_f32_x8_neon,

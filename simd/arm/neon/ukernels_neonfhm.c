@@ -3,6 +3,7 @@
  * the base NEON float32 kernels, V widened when packed, so P is never
  * rounded to float16. Other dtypes use the neon table. */
 #include "../ukernels_arm.h"
+#include "../../scalar/ukernels_scalar.h"
 
 const ta_ukernels ta_ukernels_neonfhm = {
     .isa = "neonfhm",
@@ -10,7 +11,7 @@ const ta_ukernels ta_ukernels_neonfhm = {
     .nr = 8,
     .dtypes = TA_DTYPE_BIT(TILEATTN_F16),
     .q_native = 1,
-    .load_rows = ta_load_rows_x16_neon,
+    .load_rows = ta_load_rows_x16_scalar,
     .pack_k = ta_pack_k_f16_x8_neonfhm,
     .packed_k_floats = ta_packed_k_floats_f16_x8_neonfhm,
     .pack_v = ta_pack_v_f32_x8_neon,

@@ -12,7 +12,7 @@
  * scale multiplies S once, in float32, when the tiles are stored.
  *
  * Layouts:
- *   Q rows:  bfloat16, row r at q + r * ldq floats (load_rows copies them);
+ *   Q rows:  bfloat16, row r at q + r * ldq floats (ta_load_rows_x16_scalar);
  *            each 32-row block is copied here into a zero-padded buffer of
  *            32 rows x 32 steps-worth of columns, so edge rows and columns
  *            past d read zeros, never a neighbour's bytes;
@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "../ukernels_x86.h"
+#include "../../scalar/ukernels_scalar.h"
 
 enum { MR = 32, NR = 32, KSTEP = 32 /* bf16 columns per tile row */ };
 
@@ -56,16 +57,6 @@ static void configure_tiles(void) {
     _tile_loadconfig(&cfg);
 }
 
-void ta_load_rows_bf16_amx(int64_t rows, int64_t dim, const void *src, tileattn_dtype dtype,
-                           int64_t stride, float *dst, int64_t ld_dst) {
-    (void)dtype; /* the table serves bfloat16 only */
-    for (int64_t r = 0; r < rows; r++) {
-        uint16_t *out = (uint16_t *)(dst + r * ld_dst);
-        memcpy(out, (const uint16_t *)src + r * stride, (size_t)dim * sizeof(uint16_t));
-        memset(out + dim, 0, (size_t)(2 * ld_dst - dim) * sizeof(uint16_t));
-    }
-}
-
 static int64_t padded_pairs(int64_t d) {
     return (d + KSTEP - 1) / KSTEP * (KSTEP / 2);
 }
@@ -76,17 +67,8 @@ int64_t ta_packed_k_floats_x32_amx(int64_t n, int64_t d) {
 
 void ta_pack_k_bf16_x32_amx(int64_t n, int64_t d, const void *src, tileattn_dtype dtype,
                             int64_t stride, float *panel) {
-    (void)dtype;
-    const uint16_t *k = src;
-    int64_t pairs = padded_pairs(d), padded = (n + NR - 1) / NR * NR;
-    for (int64_t j0 = 0; j0 < padded; j0 += NR) {
-        uint16_t *dst = (uint16_t *)(panel + j0 * pairs);
-        for (int64_t jj = 0; jj < NR; jj++) {
-            const uint16_t *row = j0 + jj < n ? k + (j0 + jj) * stride : NULL;
-            for (int64_t c = 0; c < 2 * pairs; c++)
-                dst[(c / 2) * NR * 2 + jj * 2 + c % 2] = row && c < d ? row[c] : 0;
-        }
-    }
+    (void)dtype; /* bfloat16 only */
+    ta_pack_k_x16_scalar(n, d, src, stride, NR, 2, padded_pairs(d), panel);
 }
 
 void ta_qk_bf16_32x32_amx(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,

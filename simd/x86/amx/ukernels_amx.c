@@ -4,6 +4,7 @@
  * V widened when packed, so P is never rounded to bfloat16. float32 and
  * float16 inputs use the avx512 table. */
 #include "../ukernels_x86.h"
+#include "../../scalar/ukernels_scalar.h"
 
 const ta_ukernels ta_ukernels_amx = {
     .isa = "amx",
@@ -11,7 +12,7 @@ const ta_ukernels ta_ukernels_amx = {
     .nr = 32,
     .dtypes = TA_DTYPE_BIT(TILEATTN_BF16),
     .q_native = 1,
-    .load_rows = ta_load_rows_bf16_amx,
+    .load_rows = ta_load_rows_x16_scalar,
     .pack_k = ta_pack_k_bf16_x32_amx,
     .packed_k_floats = ta_packed_k_floats_x32_amx,
     .pack_v = ta_pack_v_f32_x32_avx512,
