@@ -10,7 +10,6 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,36 +30,6 @@ TestSuite(cli, .init = setup, .fini = teardown);
 
 /* ------------------------------------------------------------------------ */
 /* Helpers. */
-
-/* An argument list, built piece by piece. */
-typedef struct arglist {
-    const char *v[64];
-    int n;
-} arglist;
-
-/* Appends strings up to a NULL. */
-static void add(arglist *a, ...) {
-    va_list ap;
-    va_start(ap, a);
-    const char *s;
-    while ((s = va_arg(ap, const char *)) != NULL) {
-        cr_assert_lt(a->n, 63);
-        a->v[a->n++] = s;
-    }
-    a->v[a->n] = NULL;
-    va_end(ap);
-}
-
-static void add_list(arglist *a, const char *const *list) {
-    for (int i = 0; list != NULL && list[i] != NULL; i++)
-        add(a, list[i], NULL);
-}
-
-static int run_cli(const arglist *a, char **out, char **err) {
-    arglist copy = *a;
-    copy.v[copy.n] = NULL;
-    return tu_run_cli(out, err, copy.v);
-}
 
 /* Writes a random array of the given shape to work/name. */
 static void write_random(const char *name, ta_npy_dtype dtype, int ndim, const int64_t *shape,
@@ -130,14 +99,6 @@ static void write_varlen_qkv(ta_npy_dtype cu_dtype) {
     write_ints("cu_k.npy", cu_dtype, 4, cu_k);
 }
 
-static void expect_file_equals(const char *path, const char *bytes, size_t len) {
-    size_t got_len;
-    char *got = tu_read_file(path, &got_len);
-    cr_assert_not_null(got, "%s is gone", path);
-    cr_assert(got_len == len && memcmp(got, bytes, len) == 0, "%s changed", path);
-    free(got);
-}
-
 /* Copies src to dst (work/ names) with element `index` of a float array
  * changed by delta (or set to value if set_value). */
 static void perturb(const char *src, const char *dst, size_t index, double delta, int set_value,
@@ -166,24 +127,24 @@ static void perturb(const char *src, const char *dst, size_t index, double delta
 /* run, then check the output; then check that a perturbed O (and, when
  * with_lse, a perturbed LSE) fails. extra: the mask flags, for both. */
 static void run_and_check(const char *const *extra, int with_lse, double o_delta) {
-    arglist run = {0};
-    add(&run, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
-        "--out", tu_path("o.npy"), NULL);
-    if (with_lse) add(&run, "--lse", tu_path("lse.npy"), NULL);
-    add_list(&run, extra);
+    tu_arglist run = {0};
+    tu_add(&run, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
+           "--out", tu_path("o.npy"), NULL);
+    if (with_lse) tu_add(&run, "--lse", tu_path("lse.npy"), NULL);
+    tu_add_list(&run, extra);
     char *out = NULL, *err = NULL;
-    int status = run_cli(&run, &out, &err);
+    int status = tu_run_args(&run, &out, &err);
     cr_assert_eq(status, 0, "run failed (%d): %s", status, err);
     cr_assert_str_empty(err, "run wrote to stderr: %s", err);
     free(out);
     free(err);
 
-    arglist check = {0};
-    add(&check, "check", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
-        "--o", tu_path("o.npy"), NULL);
-    if (with_lse) add(&check, "--lse", tu_path("lse.npy"), NULL);
-    add_list(&check, extra);
-    status = run_cli(&check, &out, &err);
+    tu_arglist check = {0};
+    tu_add(&check, "check", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v",
+           tu_path("v.npy"), "--o", tu_path("o.npy"), NULL);
+    if (with_lse) tu_add(&check, "--lse", tu_path("lse.npy"), NULL);
+    tu_add_list(&check, extra);
+    status = tu_run_args(&check, &out, &err);
     cr_assert_eq(status, 0, "check failed (%d):\n%s%s", status, out, err);
     cr_assert_not_null(strstr(out, "PASS"), "%s", out);
     cr_assert_not_null(strstr(out, "max abs err"), "%s", out);
@@ -194,7 +155,7 @@ static void run_and_check(const char *const *extra, int with_lse, double o_delta
     perturb("o.npy", "o_bad.npy", 3, o_delta, 0, 0);
     check.v[8] = tu_path("o_bad.npy"); /* the value after --o */
     cr_assert_str_eq(check.v[7], "--o");
-    status = run_cli(&check, &out, &err);
+    status = tu_run_args(&check, &out, &err);
     cr_assert_eq(status, 1, "a perturbed O passed (%d):\n%s%s", status, out, err);
     cr_assert_not_null(strstr(out, "FAIL"), "%s", out);
     cr_assert_not_null(strstr(out, "1 of"), "%s", out);
@@ -206,7 +167,7 @@ static void run_and_check(const char *const *extra, int with_lse, double o_delta
         perturb("lse.npy", "lse_bad.npy", SIZE_MAX, 1e-2, 0, 0);
         cr_assert_str_eq(check.v[9], "--lse");
         check.v[10] = tu_path("lse_bad.npy");
-        status = run_cli(&check, &out, &err);
+        status = tu_run_args(&check, &out, &err);
         cr_assert_eq(status, 1, "a perturbed LSE passed (%d):\n%s%s", status, out, err);
         free(out);
         free(err);
@@ -347,25 +308,26 @@ Test(cli, check_matches_minus_infinity_exactly) {
     cr_assert(isfinite(((float *)lse.data)[5]));
     ta_npy_free(&lse);
 
-    arglist check = {0};
-    add(&check, "check", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
-        "--o", tu_path("o.npy"), "--lse", tu_path("lse_bad.npy"), "--causal", "--atol", "1", NULL);
+    tu_arglist check = {0};
+    tu_add(&check, "check", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v",
+           tu_path("v.npy"), "--o", tu_path("o.npy"), "--lse", tu_path("lse_bad.npy"), "--causal",
+           "--atol", "1", NULL);
     /* -inf replaced by a finite value, and a finite value by -inf: both fail
      * even under a huge tolerance. */
     perturb("lse.npy", "lse_bad.npy", 0, 0, 1, -30.0);
     char *out, *err_text;
-    cr_assert_eq(run_cli(&check, &out, &err_text), 1, "%s", out);
+    cr_assert_eq(tu_run_args(&check, &out, &err_text), 1, "%s", out);
     free(out);
     free(err_text);
     perturb("lse.npy", "lse_bad.npy", 5, 0, 1, -INFINITY);
-    cr_assert_eq(run_cli(&check, &out, &err_text), 1, "%s", out);
+    cr_assert_eq(tu_run_args(&check, &out, &err_text), 1, "%s", out);
     free(out);
     free(err_text);
     /* NaN in O fails whatever the tolerance. */
     perturb("o.npy", "o_bad.npy", 40, 0, 1, NAN);
     check.v[8] = tu_path("o_bad.npy");
     check.v[10] = tu_path("lse.npy");
-    cr_assert_eq(run_cli(&check, &out, &err_text), 1, "%s", out);
+    cr_assert_eq(tu_run_args(&check, &out, &err_text), 1, "%s", out);
     cr_assert_not_null(strstr(out, "NaN"), "%s", out);
     free(out);
     free(err_text);
@@ -378,16 +340,16 @@ Test(cli, check_tolerances_and_dtypes) {
     char *out, *err;
     /* A large error passes under a large tolerance. */
     perturb("o.npy", "o_bad.npy", 7, 0.5, 0, 0);
-    arglist check = {0};
-    add(&check, "check", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
-        "--o", tu_path("o_bad.npy"), "--atol", "1", NULL);
-    cr_assert_eq(run_cli(&check, &out, &err), 0, "%s%s", out, err);
+    tu_arglist check = {0};
+    tu_add(&check, "check", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v",
+           tu_path("v.npy"), "--o", tu_path("o_bad.npy"), "--atol", "1", NULL);
+    cr_assert_eq(tu_run_args(&check, &out, &err), 0, "%s%s", out, err);
     free(out);
     free(err);
     check.v[--check.n] = NULL; /* drop "1" and "--atol" */
     check.v[--check.n] = NULL;
-    add(&check, "--rtol=0", "--atol=0.1", NULL);
-    cr_assert_eq(run_cli(&check, &out, &err), 1, "%s%s", out, err);
+    tu_add(&check, "--rtol=0", "--atol=0.1", NULL);
+    cr_assert_eq(tu_run_args(&check, &out, &err), 1, "%s%s", out, err);
     cr_assert_not_null(strstr(out, "worst [b="), "%s", out);
     free(out);
     free(err);
@@ -400,10 +362,10 @@ Test(cli, check_tolerances_and_dtypes) {
     cr_assert_eq(
         ta_npy_write(tu_path("o64.npy"), o.dtype, o.ndim, o.shape, o.data, msg, sizeof msg), 0);
     ta_npy_free(&o);
-    arglist check64 = {0};
-    add(&check64, "check", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v",
-        tu_path("v.npy"), "--o", tu_path("o64.npy"), NULL);
-    cr_assert_eq(run_cli(&check64, &out, &err), 0, "%s%s", out, err);
+    tu_arglist check64 = {0};
+    tu_add(&check64, "check", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v",
+           tu_path("v.npy"), "--o", tu_path("o64.npy"), NULL);
+    cr_assert_eq(tu_run_args(&check64, &out, &err), 0, "%s%s", out, err);
     free(out);
     free(err);
 
@@ -414,12 +376,12 @@ Test(cli, check_tolerances_and_dtypes) {
     write_random("q.npy", TA_NPY_F64, 4, q, 6, -2, 2);
     write_random("k.npy", TA_NPY_F64, 4, k, 7, -2, 2);
     write_random("v.npy", TA_NPY_F64, 4, v, 8, -1, 1);
-    cr_assert_eq(run_cli(&check64, &out, &err), 1, "%s%s", out, err);
+    cr_assert_eq(tu_run_args(&check64, &out, &err), 1, "%s%s", out, err);
     cr_assert_not_null(strstr(out, "atol 1e-10"), "%s", out);
     free(out);
     free(err);
-    add(&check64, "--atol", "1e-5", "--rtol", "1e-5", NULL);
-    cr_assert_eq(run_cli(&check64, &out, &err), 0, "%s%s", out, err);
+    tu_add(&check64, "--atol", "1e-5", "--rtol", "1e-5", NULL);
+    cr_assert_eq(tu_run_args(&check64, &out, &err), 0, "%s%s", out, err);
     free(out);
     free(err);
 }
@@ -523,12 +485,12 @@ Test(cli, run_matches_a_plain_restatement) {
     };
     static double o_want[B * SQ * H * DV], lse_want[B * H * SQ];
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        arglist run = {0};
-        add(&run, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
-            "--out", tu_path("o.npy"), "--lse", tu_path("lse.npy"), NULL);
-        add_list(&run, cases[c].flags);
+        tu_arglist run = {0};
+        tu_add(&run, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v",
+               tu_path("v.npy"), "--out", tu_path("o.npy"), "--lse", tu_path("lse.npy"), NULL);
+        tu_add_list(&run, cases[c].flags);
         char *out, *err_text;
-        cr_assert_eq(run_cli(&run, &out, &err_text), 0, "%s", err_text);
+        cr_assert_eq(tu_run_args(&run, &out, &err_text), 0, "%s", err_text);
         free(out);
         free(err_text);
         naive_attention(q, k, v, &cases[c].opt, o_want, lse_want);
@@ -561,12 +523,12 @@ Test(cli, run_matches_a_plain_restatement) {
  * own gives the same rows. */
 Test(cli, varlen_equals_sequences_run_separately) {
     write_varlen_qkv(TA_NPY_I32);
-    arglist run = {0};
-    add(&run, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
-        "--out", tu_path("o.npy"), "--cu-seqlens-q", tu_path("cu_q.npy"), "--cu-seqlens-k",
-        tu_path("cu_k.npy"), "--causal", NULL);
+    tu_arglist run = {0};
+    tu_add(&run, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
+           "--out", tu_path("o.npy"), "--cu-seqlens-q", tu_path("cu_q.npy"), "--cu-seqlens-k",
+           tu_path("cu_k.npy"), "--causal", NULL);
     char *out, *err_text;
-    cr_assert_eq(run_cli(&run, &out, &err_text), 0, "%s", err_text);
+    cr_assert_eq(tu_run_args(&run, &out, &err_text), 0, "%s", err_text);
     free(out);
     free(err_text);
     ta_npy_array qa, ka, va, oa;
@@ -586,10 +548,10 @@ Test(cli, varlen_equals_sequences_run_separately) {
         cr_assert_eq(ta_npy_write(tu_path("vb.npy"), TA_NPY_F32, 4, vs, v + cu_k[b] * HK * DV, err,
                                   sizeof err),
                      0);
-        arglist one = {0};
-        add(&one, "run", "--q", tu_path("qb.npy"), "--k", tu_path("kb.npy"), "--v",
-            tu_path("vb.npy"), "--out", tu_path("ob.npy"), "--causal", NULL);
-        cr_assert_eq(run_cli(&one, &out, &err_text), 0, "%s", err_text);
+        tu_arglist one = {0};
+        tu_add(&one, "run", "--q", tu_path("qb.npy"), "--k", tu_path("kb.npy"), "--v",
+               tu_path("vb.npy"), "--out", tu_path("ob.npy"), "--causal", NULL);
+        cr_assert_eq(tu_run_args(&one, &out, &err_text), 0, "%s", err_text);
         free(out);
         free(err_text);
         ta_npy_array ob;
@@ -615,27 +577,27 @@ Test(cli, help_and_version) {
         {"check", "--help", NULL}, {"info", "--help", NULL},
     };
     for (size_t c = 0; c < sizeof ok_cases / sizeof ok_cases[0]; c++) {
-        arglist a = {0};
-        add_list(&a, ok_cases[c]);
+        tu_arglist a = {0};
+        tu_add_list(&a, ok_cases[c]);
         char *out, *err;
-        cr_assert_eq(run_cli(&a, &out, &err), 0, "%s: %s", ok_cases[c][0], err);
+        cr_assert_eq(tu_run_args(&a, &out, &err), 0, "%s: %s", ok_cases[c][0], err);
         cr_assert(strlen(out) > 0);
         free(out);
         free(err);
     }
-    arglist none = {0};
+    tu_arglist none = {0};
     char *out, *err;
-    cr_assert_eq(run_cli(&none, &out, &err), 2);
+    cr_assert_eq(tu_run_args(&none, &out, &err), 2);
     cr_assert_not_null(strstr(err, "Usage"), "%s", err);
     free(out);
     free(err);
 }
 
 Test(cli, info_describes_machine_and_plan) {
-    arglist a = {0};
-    add(&a, "info", "--seqlen-q", "256", "--head-dim", "64", "--causal", NULL);
+    tu_arglist a = {0};
+    tu_add(&a, "info", "--seqlen-q", "256", "--head-dim", "64", "--causal", NULL);
     char *out, *err;
-    cr_assert_eq(run_cli(&a, &out, &err), 0, "%s", err);
+    cr_assert_eq(tu_run_args(&a, &out, &err), 0, "%s", err);
     cr_assert_not_null(strstr(out, "instruction set"), "%s", out);
     cr_assert_not_null(strstr(out, "Sk=256"), "--seqlen-q carries Sk: %s", out);
     cr_assert_not_null(strstr(out, "Dv=64"), "--head-dim carries Dv: %s", out);
@@ -652,10 +614,10 @@ static void expect_usage_error(const char *what, const char *const *args,
                                const char *message_piece) {
     cr_assert_not(tu_exists(tu_path("o.npy")), "%s: o.npy exists before", what);
     int entries = tu_count_entries();
-    arglist a = {0};
-    add_list(&a, args);
+    tu_arglist a = {0};
+    tu_add_list(&a, args);
     char *out, *err;
-    int status = run_cli(&a, &out, &err);
+    int status = tu_run_args(&a, &out, &err);
     cr_assert_eq(status, 2, "%s: exit %d, stderr: %s", what, status, err);
     cr_assert_eq(tu_count_lines(err), 1, "%s: stderr is not one line: '%s'", what, err);
     cr_assert_eq(strncmp(err, "tileattn", 8), 0, "%s: '%s'", what, err);
@@ -673,10 +635,10 @@ static void expect_usage_error(const char *what, const char *const *args,
     static const char lse_bytes[] = "precious LSE";
     cr_assert_eq(tu_write_file(tu_path("o.npy"), o_bytes, sizeof o_bytes), 0);
     cr_assert_eq(tu_write_file(tu_path("lse.npy"), lse_bytes, sizeof lse_bytes), 0);
-    status = run_cli(&a, &out, &err);
+    status = tu_run_args(&a, &out, &err);
     cr_assert_eq(status, 2, "%s (existing outputs): exit %d, %s", what, status, err);
-    expect_file_equals(tu_path("o.npy"), o_bytes, sizeof o_bytes);
-    expect_file_equals(tu_path("lse.npy"), lse_bytes, sizeof lse_bytes);
+    tu_expect_file_equals(tu_path("o.npy"), o_bytes, sizeof o_bytes);
+    tu_expect_file_equals(tu_path("lse.npy"), lse_bytes, sizeof lse_bytes);
     cr_assert_not(tu_has_temp_leftovers(), "%s: temporary files left", what);
     cr_assert_eq(tu_count_entries(), entries + 2, "%s: files appeared", what);
     free(out);
@@ -688,29 +650,30 @@ static void expect_usage_error(const char *what, const char *const *args,
 /* "run" with the standard inputs, then `extra`. */
 static void expect_run_error(const char *what, const char *const *extra,
                              const char *message_piece) {
-    arglist a = {0};
-    add(&a, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
-        "--out", tu_path("o.npy"), "--lse", tu_path("lse.npy"), NULL);
-    add_list(&a, extra);
+    tu_arglist a = {0};
+    tu_add(&a, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
+           "--out", tu_path("o.npy"), "--lse", tu_path("lse.npy"), NULL);
+    tu_add_list(&a, extra);
     expect_usage_error(what, a.v, message_piece);
 }
 
 /* run --device <device> --causal, then check --causal (the CPU reference):
  * returns run's exit status; when it is 0, check must pass. */
 static int run_on_device_then_check(const char *device) {
-    arglist run = {0};
-    add(&run, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
-        "--out", tu_path("o.npy"), "--lse", tu_path("lse.npy"), "--device", device, "--causal",
-        NULL);
+    tu_arglist run = {0};
+    tu_add(&run, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
+           "--out", tu_path("o.npy"), "--lse", tu_path("lse.npy"), "--device", device, "--causal",
+           NULL);
     char *out, *err;
-    int status = run_cli(&run, &out, &err);
+    int status = tu_run_args(&run, &out, &err);
     free(out);
     free(err);
     if (status != 0) return status;
-    arglist check = {0};
-    add(&check, "check", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
-        "--o", tu_path("o.npy"), "--lse", tu_path("lse.npy"), "--causal", NULL);
-    int checked = run_cli(&check, &out, &err);
+    tu_arglist check = {0};
+    tu_add(&check, "check", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v",
+           tu_path("v.npy"), "--o", tu_path("o.npy"), "--lse", tu_path("lse.npy"), "--causal",
+           NULL);
+    int checked = tu_run_args(&check, &out, &err);
     cr_assert_eq(checked, 0, "--device %s: check failed (%d):\n%s%s", device, checked, out, err);
     free(out);
     free(err);
@@ -914,10 +877,10 @@ Test(cli, bad_files_and_shapes) {
          "int32 or int64"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        arglist a = {0};
-        add(&a, "run", NULL);
-        add_list(&a, cases[c].args);
-        add(&a, "--out", o, "--lse", lse, NULL);
+        tu_arglist a = {0};
+        tu_add(&a, "run", NULL);
+        tu_add_list(&a, cases[c].args);
+        tu_add(&a, "--out", o, "--lse", lse, NULL);
         expect_usage_error(cases[c].what, a.v, cases[c].piece);
     }
 
@@ -940,9 +903,9 @@ Test(cli, bad_files_and_shapes) {
         {"LSE float16", "o_ok.npy", "lse_f16.npy", "not supported"},
     };
     for (size_t c = 0; c < sizeof checks / sizeof checks[0]; c++) {
-        arglist a = {0};
-        add(&a, "check", "--q", q, "--k", k, "--v", v, "--o", tu_path(checks[c].o), NULL);
-        if (checks[c].lse != NULL) add(&a, "--lse", tu_path(checks[c].lse), NULL);
+        tu_arglist a = {0};
+        tu_add(&a, "check", "--q", q, "--k", k, "--v", v, "--o", tu_path(checks[c].o), NULL);
+        if (checks[c].lse != NULL) tu_add(&a, "--lse", tu_path(checks[c].lse), NULL);
         expect_usage_error(checks[c].what, a.v, checks[c].piece);
     }
 }

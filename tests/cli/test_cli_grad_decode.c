@@ -13,7 +13,6 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,39 +47,10 @@ static const char *keep(const char *name) {
     return strcpy(kept[kept_count++], path);
 }
 
-typedef struct arglist {
-    const char *v[64];
-    int n;
-} arglist;
-
-/* Appends strings up to a NULL. */
-static void add(arglist *a, ...) {
-    va_list ap;
-    va_start(ap, a);
-    const char *s;
-    while ((s = va_arg(ap, const char *)) != NULL) {
-        cr_assert_lt(a->n, 63);
-        a->v[a->n++] = s;
-    }
-    a->v[a->n] = NULL;
-    va_end(ap);
-}
-
-static void add_list(arglist *a, const char *const *list) {
-    for (int i = 0; list != NULL && list[i] != NULL; i++)
-        add(a, list[i], NULL);
-}
-
-static int run_cli(const arglist *a, char **out, char **err) {
-    arglist copy = *a;
-    copy.v[copy.n] = NULL;
-    return tu_run_cli(out, err, copy.v);
-}
-
 /* Runs a command that must succeed silently on stderr; returns its stdout. */
-static char *run_ok(const char *what, const arglist *a) {
+static char *run_ok(const char *what, const tu_arglist *a) {
     char *out = NULL, *err = NULL;
-    int status = run_cli(a, &out, &err);
+    int status = tu_run_args(a, &out, &err);
     cr_assert_eq(status, 0, "%s failed (%d): %s%s", what, status, out, err);
     cr_assert_str_empty(err, "%s wrote to stderr: %s", what, err);
     free(err);
@@ -170,14 +140,6 @@ static void expect_shape(const ta_npy_array *a, ta_npy_dtype dtype, int ndim,
                      (long long)shape[i]);
 }
 
-static void expect_file_equals(const char *path, const char *bytes, size_t len) {
-    size_t got_len;
-    char *got = tu_read_file(path, &got_len);
-    cr_assert_not_null(got, "%s is gone", path);
-    cr_assert(got_len == len && memcmp(got, bytes, len) == 0, "%s changed", path);
-    free(got);
-}
-
 /* 1 if the two files (work/ names) hold the same bytes. */
 static int same_bytes(const char *a, const char *b) {
     size_t la, lb;
@@ -243,10 +205,10 @@ static void expect_error(const char *what, const char *const *args, const char *
     for (int i = 0; outputs[i] != NULL; i++)
         cr_assert_not(tu_exists(tu_path(outputs[i])), "%s: %s exists before", what, outputs[i]);
     int entries = tu_count_entries();
-    arglist a = {0};
-    add_list(&a, args);
+    tu_arglist a = {0};
+    tu_add_list(&a, args);
     char *out, *err;
-    int status = run_cli(&a, &out, &err);
+    int status = tu_run_args(&a, &out, &err);
     cr_assert_eq(status, 2, "%s: exit %d, stdout: %s, stderr: %s", what, status, out, err);
     cr_assert_eq(tu_count_lines(err), 1, "%s: stderr is not one line: '%s'", what, err);
     cr_assert_eq(strncmp(err, "tileattn", 8), 0, "%s: '%s'", what, err);
@@ -266,10 +228,10 @@ static void expect_error(const char *what, const char *const *args, const char *
         snprintf(precious[n], sizeof precious[n], "precious %s: not to be touched", outputs[n]);
         cr_assert_eq(tu_write_file(tu_path(outputs[n]), precious[n], strlen(precious[n])), 0);
     }
-    status = run_cli(&a, &out, &err);
+    status = tu_run_args(&a, &out, &err);
     cr_assert_eq(status, 2, "%s (existing outputs): exit %d, %s", what, status, err);
     for (int i = 0; i < n; i++)
-        expect_file_equals(tu_path(outputs[i]), precious[i], strlen(precious[i]));
+        tu_expect_file_equals(tu_path(outputs[i]), precious[i], strlen(precious[i]));
     cr_assert_not(tu_has_temp_leftovers(), "%s: temporary files left", what);
     cr_assert_eq(tu_count_entries(), entries + n, "%s: files appeared", what);
     free(out);
@@ -298,20 +260,22 @@ static const char *const grad_outputs[] = {"dq.npy", "dk.npy", "dv.npy", NULL};
 
 /* "grad" or "check-grad" on q/k/v/do.npy with gradients dq/dk/dv = the
  * given names. */
-static void grad_args(arglist *a, const char *cmd, const char *dq, const char *dk, const char *dv) {
-    add(a, cmd, "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"), "--do",
-        tu_path("do.npy"), "--dq", tu_path(dq), "--dk", tu_path(dk), "--dv", tu_path(dv), NULL);
+static void grad_args(tu_arglist *a, const char *cmd, const char *dq, const char *dk,
+                      const char *dv) {
+    tu_add(a, cmd, "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
+           "--do", tu_path("do.npy"), "--dq", tu_path(dq), "--dk", tu_path(dk), "--dv", tu_path(dv),
+           NULL);
 }
 
 /* check-grad on dq/dk/dv (names) with `extra`: returns the exit status,
  * and stdout in *out. */
 static int check_grad(const char *dq, const char *dk, const char *dv, const char *const *extra,
                       char **out) {
-    arglist check = {0};
+    tu_arglist check = {0};
     grad_args(&check, "check-grad", dq, dk, dv);
-    add_list(&check, extra);
+    tu_add_list(&check, extra);
     char *err;
-    int status = run_cli(&check, out, &err);
+    int status = tu_run_args(&check, out, &err);
     cr_assert_str_empty(err, "check-grad wrote to stderr: %s", err);
     free(err);
     return status;
@@ -331,16 +295,16 @@ static void expect_outside(const char *out, const char *label, int bad) {
 static void grad_then_check(const char *const *extra, int with_o, double delta,
                             ta_npy_dtype dtype) {
     if (with_o) {
-        arglist run = {0};
-        add(&run, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"),
-            "--out", tu_path("o.npy"), "--lse", tu_path("lse.npy"), NULL);
-        add_list(&run, extra);
+        tu_arglist run = {0};
+        tu_add(&run, "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v",
+               tu_path("v.npy"), "--out", tu_path("o.npy"), "--lse", tu_path("lse.npy"), NULL);
+        tu_add_list(&run, extra);
         free(run_ok("run", &run));
     }
-    arglist grad = {0};
+    tu_arglist grad = {0};
     grad_args(&grad, "grad", "dq.npy", "dk.npy", "dv.npy");
-    if (with_o) add(&grad, "--o", tu_path("o.npy"), "--lse", tu_path("lse.npy"), NULL);
-    add_list(&grad, extra);
+    if (with_o) tu_add(&grad, "--o", tu_path("o.npy"), "--lse", tu_path("lse.npy"), NULL);
+    tu_add_list(&grad, extra);
     char *out = run_ok("grad", &grad);
     cr_assert_str_empty(out, "grad wrote to stdout: %s", out);
     free(out);
@@ -439,9 +403,9 @@ Test(cli_grad_decode, grad_uses_the_given_o_and_the_mask) {
         of[i] += 0.5f;
     write_floats("o_bad.npy", TA_NPY_F32, 4, o_shape, of);
     ta_npy_free(&o);
-    arglist grad = {0};
+    tu_arglist grad = {0};
     grad_args(&grad, "grad", "dq.npy", "dk.npy", "dv.npy");
-    add(&grad, "--o", tu_path("o_bad.npy"), "--lse", tu_path("lse.npy"), "--causal", NULL);
+    tu_add(&grad, "--o", tu_path("o_bad.npy"), "--lse", tu_path("lse.npy"), "--causal", NULL);
     free(run_ok("grad with a wrong O", &grad));
     status = check_grad("dq.npy", "dk.npy", "dv.npy", causal, &out);
     cr_assert_eq(status, 1, "a wrong O gave right gradients:\n%s", out);
@@ -541,9 +505,9 @@ Test(cli_grad_decode, grad_matches_a_plain_restatement) {
     };
     static double want[3][B * SQ * H * D];
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        arglist grad = {0};
+        tu_arglist grad = {0};
         grad_args(&grad, "grad", "dq.npy", "dk.npy", "dv.npy");
-        add_list(&grad, cases[c].flags);
+        tu_add_list(&grad, cases[c].flags);
         free(run_ok("grad", &grad));
         naive_backward(q, k, v, d_o, &cases[c].opt, want[0], want[1], want[2]);
         const char *names[3] = {"dq.npy", "dk.npy", "dv.npy"};
@@ -574,30 +538,30 @@ Test(cli_grad_decode, grad_failed_writes_change_nothing) {
     write_random("v_s6.npy", TA_NPY_F32, 4, v_s6, 1, -1, 1);
 
     /* The run fails before any write: a bad V shape. */
-    arglist bad_v = {0};
-    add(&bad_v, "grad", "--q", keep("q.npy"), "--k", keep("k.npy"), "--v", keep("v_s6.npy"), "--do",
-        keep("do.npy"), "--dq", keep("dq.npy"), "--dk", keep("dk.npy"), "--dv", keep("dv.npy"),
-        NULL);
+    tu_arglist bad_v = {0};
+    tu_add(&bad_v, "grad", "--q", keep("q.npy"), "--k", keep("k.npy"), "--v", keep("v_s6.npy"),
+           "--do", keep("do.npy"), "--dq", keep("dq.npy"), "--dk", keep("dk.npy"), "--dv",
+           keep("dv.npy"), NULL);
     expect_error("bad V shape", bad_v.v, "does not match", grad_outputs);
 
     /* The third output cannot be written: dQ's and dK's temporary files,
      * already complete, must go and their targets stay as they were. */
-    arglist no_dir = {0};
+    tu_arglist no_dir = {0};
     grad_args(&no_dir, "grad", "dq.npy", "dk.npy", "nodir/dv.npy");
     const char *const first_two[] = {"dq.npy", "dk.npy", NULL};
     expect_error("dV in a missing directory", no_dir.v, "temporary file", first_two);
 
     cr_assert_eq(mkdir(keep("dv_dir"), 0700), 0);
-    arglist dv_dir = {0};
+    tu_arglist dv_dir = {0};
     grad_args(&dv_dir, "grad", "dq.npy", "dk.npy", "dv_dir");
     expect_error("dV is a directory", dv_dir.v, "is a directory", first_two);
 
     /* The second one, and the first. */
-    arglist dk_dir = {0};
+    tu_arglist dk_dir = {0};
     grad_args(&dk_dir, "grad", "dq.npy", "nodir/dk.npy", "dv.npy");
     const char *const first_last[] = {"dq.npy", "dv.npy", NULL};
     expect_error("dK in a missing directory", dk_dir.v, "temporary file", first_last);
-    arglist dq_dir = {0};
+    tu_arglist dq_dir = {0};
     grad_args(&dq_dir, "grad", "dv_dir", "dk.npy", "dv.npy");
     const char *const last_two[] = {"dk.npy", "dv.npy", NULL};
     expect_error("dQ is a directory", dq_dir.v, "is a directory", last_two);
@@ -605,7 +569,7 @@ Test(cli_grad_decode, grad_failed_writes_change_nothing) {
     /* And a successful run replaces all three existing files. */
     for (int t = 0; t < 3; t++)
         cr_assert_eq(tu_write_file(keep(grad_outputs[t]), "old", 3), 0);
-    arglist ok = {0};
+    tu_arglist ok = {0};
     grad_args(&ok, "grad", "dq.npy", "dk.npy", "dv.npy");
     free(run_ok("grad over old files", &ok));
     char *out;
@@ -725,7 +689,7 @@ Test(cli_grad_decode, grad_and_check_grad_bad_input) {
         expect_error(cases[c].what, cases[c].args, cases[c].piece, grad_outputs);
 
     /* check-grad: the gradients are inputs; nothing may be written. */
-    arglist ok = {0};
+    tu_arglist ok = {0};
     grad_args(&ok, "grad", "dq_ok.npy", "dk_ok.npy", "dv_ok.npy");
     free(run_ok("grad", &ok));
     const char *gq = keep("dq_ok.npy"), *gk = keep("dk_ok.npy"), *gv = keep("dv_ok.npy");
@@ -883,19 +847,19 @@ static const char *const decode_outputs[] = {"o.npy", "lse.npy", "k2.npy", "v2.n
 
 /* decode over the contiguous cache (paged = 0) or the pool, writing
  * <o>.npy and <lse>.npy (names), then `extra`. */
-static void decode_args(arglist *a, int paged, const char *o, const char *lse) {
-    add(a, "decode", "--q", keep("q.npy"), NULL);
+static void decode_args(tu_arglist *a, int paged, const char *o, const char *lse) {
+    tu_add(a, "decode", "--q", keep("q.npy"), NULL);
     if (paged)
-        add(a, "--k-pool", keep("kp.npy"), "--v-pool", keep("vp.npy"), "--block-table",
-            keep("bt.npy"), NULL);
+        tu_add(a, "--k-pool", keep("kp.npy"), "--v-pool", keep("vp.npy"), "--block-table",
+               keep("bt.npy"), NULL);
     else
-        add(a, "--k-cache", keep("kc.npy"), "--v-cache", keep("vc.npy"), NULL);
-    add(a, "--cache-seqlens", keep("cs.npy"), "--out", keep(o), "--lse", keep(lse), NULL);
+        tu_add(a, "--k-cache", keep("kc.npy"), "--v-cache", keep("vc.npy"), NULL);
+    tu_add(a, "--cache-seqlens", keep("cs.npy"), "--out", keep(o), "--lse", keep(lse), NULL);
 }
 
-static void add_append(arglist *a, const char *k2, const char *v2) {
-    add(a, "--k-new", keep("kn.npy"), "--v-new", keep("vn.npy"), "--k-cache-out", keep(k2),
-        "--v-cache-out", keep(v2), NULL);
+static void add_append(tu_arglist *a, const char *k2, const char *v2) {
+    tu_add(a, "--k-new", keep("kn.npy"), "--v-new", keep("vn.npy"), "--k-cache-out", keep(k2),
+           "--v-cache-out", keep(v2), NULL);
 }
 
 /* O and LSE of decode: the right shapes, finite, not all zero. */
@@ -926,15 +890,15 @@ static void expect_decode_output(const char *o, const char *lse, ta_npy_dtype dt
  * identical, so O and LSE must match byte for byte. */
 static void expect_paged_equals_contiguous(const char *const *extra, int append,
                                            ta_npy_dtype dtype) {
-    arglist c = {0}, p = {0};
+    tu_arglist c = {0}, p = {0};
     decode_args(&c, 0, "o_c.npy", "lse_c.npy");
     decode_args(&p, 1, "o_p.npy", "lse_p.npy");
     if (append) {
         add_append(&c, "k2_c.npy", "v2_c.npy");
         add_append(&p, "k2_p.npy", "v2_p.npy");
     }
-    add_list(&c, extra);
-    add_list(&p, extra);
+    tu_add_list(&c, extra);
+    tu_add_list(&p, extra);
     char *out = run_ok("decode (contiguous)", &c);
     cr_assert_str_empty(out, "%s", out);
     free(out);
@@ -1016,17 +980,17 @@ static void expect_decode_equals_run(const char *const *extra, int append) {
     free(k);
     free(v);
 
-    arglist run = {0};
-    add(&run, "run", "--q", tu_path("q3.npy"), "--k", tu_path("k3.npy"), "--v", tu_path("v3.npy"),
-        "--out", tu_path("o_run.npy"), "--lse", tu_path("lse_run.npy"), "--cu-seqlens-q",
-        tu_path("cu_q.npy"), "--cu-seqlens-k", tu_path("cu_k.npy"), NULL);
-    add_list(&run, extra);
+    tu_arglist run = {0};
+    tu_add(&run, "run", "--q", tu_path("q3.npy"), "--k", tu_path("k3.npy"), "--v",
+           tu_path("v3.npy"), "--out", tu_path("o_run.npy"), "--lse", tu_path("lse_run.npy"),
+           "--cu-seqlens-q", tu_path("cu_q.npy"), "--cu-seqlens-k", tu_path("cu_k.npy"), NULL);
+    tu_add_list(&run, extra);
     free(run_ok("run", &run));
     for (int paged = 0; paged < 2; paged++) {
-        arglist dec = {0};
+        tu_arglist dec = {0};
         decode_args(&dec, paged, "o.npy", "lse.npy");
         if (append) add_append(&dec, "k2.npy", "v2.npy");
-        add_list(&dec, extra);
+        tu_add_list(&dec, extra);
         free(run_ok("decode", &dec));
         expect_decode_output("o.npy", "lse.npy", TA_NPY_F32);
         ta_npy_array oa, la, ora, lra;
@@ -1068,9 +1032,9 @@ Test(cli_grad_decode, decode_equals_run) {
         for (int append = 0; append < 2; append++)
             expect_decode_equals_run(sets[s], append);
     /* Causal matters: without it the first new token sees more keys. */
-    arglist a = {0}, b = {0};
+    tu_arglist a = {0}, b = {0};
     decode_args(&a, 0, "o_causal.npy", "lse_causal.npy");
-    add(&a, "--causal", NULL);
+    tu_add(&a, "--causal", NULL);
     decode_args(&b, 0, "o_full.npy", "lse_full.npy");
     free(run_ok("decode --causal", &a));
     free(run_ok("decode", &b));
@@ -1087,13 +1051,13 @@ static void expect_appended(int paged, ta_npy_dtype cache_dtype, const char *con
     char *k_before = tu_read_file(tu_path(kin), &klen),
          *v_before = tu_read_file(tu_path(vin), &vlen);
     cr_assert(k_before && v_before);
-    arglist dec = {0};
+    tu_arglist dec = {0};
     decode_args(&dec, paged, "o.npy", "lse.npy");
     add_append(&dec, "k2.npy", "v2.npy");
-    add_list(&dec, extra);
+    tu_add_list(&dec, extra);
     free(run_ok("decode with an append", &dec));
-    expect_file_equals(tu_path(kin), k_before, klen);
-    expect_file_equals(tu_path(vin), v_before, vlen);
+    tu_expect_file_equals(tu_path(kin), k_before, klen);
+    tu_expect_file_equals(tu_path(vin), v_before, vlen);
     free(k_before);
     free(v_before);
 
@@ -1174,10 +1138,10 @@ Test(cli_grad_decode, decode_append_writes_the_caches) {
     for (int64_t b = 0; b < DB; b++)
         advanced[b] = lens[b] + SN;
     write_ints("cs2.npy", TA_NPY_I64, 1, cs_shape, advanced);
-    arglist again = {0};
-    add(&again, "decode", "--q", tu_path("q.npy"), "--k-pool", tu_path("k2.npy"), "--v-pool",
-        tu_path("v2.npy"), "--block-table", tu_path("bt.npy"), "--cache-seqlens",
-        tu_path("cs2.npy"), "--out", tu_path("o_again.npy"), "--causal", NULL);
+    tu_arglist again = {0};
+    tu_add(&again, "decode", "--q", tu_path("q.npy"), "--k-pool", tu_path("k2.npy"), "--v-pool",
+           tu_path("v2.npy"), "--block-table", tu_path("bt.npy"), "--cache-seqlens",
+           tu_path("cs2.npy"), "--out", tu_path("o_again.npy"), "--causal", NULL);
     free(run_ok("decode from the written cache", &again));
     cr_assert(same_bytes("o.npy", "o_again.npy"), "decoding the appended cache differs");
     cr_assert_not(tu_has_temp_leftovers());

@@ -7,10 +7,12 @@
 
 #include "util.h"
 
+#include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,4 +190,35 @@ int tu_count_lines(const char *s) {
     for (; s != NULL && *s != '\0'; s++)
         lines += *s == '\n';
     return lines;
+}
+
+void tu_add(tu_arglist *a, ...) {
+    va_list ap;
+    va_start(ap, a);
+    const char *s;
+    while ((s = va_arg(ap, const char *)) != NULL) {
+        cr_assert_lt(a->n, 63);
+        a->v[a->n++] = s;
+    }
+    a->v[a->n] = NULL;
+    va_end(ap);
+}
+
+void tu_add_list(tu_arglist *a, const char *const *list) {
+    for (int i = 0; list != NULL && list[i] != NULL; i++)
+        tu_add(a, list[i], NULL);
+}
+
+int tu_run_args(const tu_arglist *a, char **out, char **err) {
+    tu_arglist copy = *a;
+    copy.v[copy.n] = NULL;
+    return tu_run_cli(out, err, copy.v);
+}
+
+void tu_expect_file_equals(const char *path, const char *bytes, size_t len) {
+    size_t got_len;
+    char *got = tu_read_file(path, &got_len);
+    cr_assert_not_null(got, "%s is gone", path);
+    cr_assert(got_len == len && memcmp(got, bytes, len) == 0, "%s changed", path);
+    free(got);
 }

@@ -41,6 +41,24 @@ int tu_has_temp_leftovers(void);
  * process could not be run or did not exit normally. */
 int tu_run_cli(char **out, char **err, const char *const *args);
 
+/* An argument list for tu_run_args, built piece by piece (at most 63). */
+typedef struct tu_arglist {
+    const char *v[64];
+    int n;
+} tu_arglist;
+
+/* Appends strings up to a NULL; more than 63 fails the test. */
+void tu_add(tu_arglist *a, ...);
+
+/* Appends a NULL-terminated list (NULL: nothing). */
+void tu_add_list(tu_arglist *a, const char *const *list);
+
+/* tu_run_cli on an argument list. */
+int tu_run_args(const tu_arglist *a, char **out, char **err);
+
+/* Fails the test unless the file holds exactly len bytes equal to bytes. */
+void tu_expect_file_equals(const char *path, const char *bytes, size_t len);
+
 /* A deterministic pseudo-random float in [lo, hi). */
 float tu_random_float(uint64_t *state, float lo, float hi);
 
