@@ -9,6 +9,9 @@
 #include "topology.h"
 #include "ukernel.h"
 
+/* Indexed by tileattn_dtype. */
+static const char *const dtype_names[] = {"float32", "float16", "bfloat16", "float64"};
+
 /* snprintf that appends and never overruns; truncation is silent. */
 static void append(char *buf, size_t len, size_t *used, const char *fmt, ...) {
     if (*used >= len) return;
@@ -43,11 +46,10 @@ tileattn_status tileattn_describe_machine(char *buf, size_t len) {
     /* A table may serve only some input dtypes (a dot-product instruction
      * on 16-bit values); say which one each dtype gets. */
     static const tileattn_dtype dtypes[] = {TILEATTN_F32, TILEATTN_F16, TILEATTN_BF16};
-    static const char *names[] = {"float32", "float16", "bfloat16"};
     append(buf, len, &used, "  by input dtype:");
     for (int i = 0; i < 3; i++) {
         const ta_ukernels *uk = ta_ukernels_for_dtype(dtypes[i], NULL);
-        append(buf, len, &used, " %s %s%s", names[i], uk ? uk->isa : "none",
+        append(buf, len, &used, " %s %s%s", dtype_names[dtypes[i]], uk ? uk->isa : "none",
                uk && uk->q_native ? " (Q.K^T in the input dtype)" : "");
         append(buf, len, &used, i < 2 ? ";" : "\n");
     }
@@ -69,7 +71,6 @@ tileattn_status tileattn_describe_plan(const tileattn_forward_args *args, char *
     ta_desc d;
     tileattn_status st = ta_plan(&a, &d);
     if (st) return st;
-    static const char *dtype_names[] = {"float32", "float16", "bfloat16", "float64"};
     size_t used = 0;
     buf[0] = '\0';
     append(buf, len, &used, "problem: B=%lld Sq=%lld Sk=%lld H=%lld Hk=%lld D=%lld Dv=%lld %s%s\n",
