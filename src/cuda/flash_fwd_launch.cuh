@@ -8,7 +8,8 @@
 
 #include <cuda_runtime.h>
 
-#include "flash_fwd_kernel.cuh"
+#include "flash_fwd_mma_kernel.cuh"
+#include "flash_fwd_wgmma_kernel.cuh"
 #include "plan_cuda.h"
 
 /* The per-head-dimension entry points (flash_fwd_hdim{64,128,256}.cu).
@@ -18,9 +19,24 @@ cudaError_t ta_cuda_fwd_hdim64(const ta_desc &d, const tileattn_forward_args &a,
 cudaError_t ta_cuda_fwd_hdim128(const ta_desc &d, const tileattn_forward_args &a, cudaStream_t s);
 cudaError_t ta_cuda_fwd_hdim256(const ta_desc &d, const tileattn_forward_args &a, cudaStream_t s);
 
-template <typename Traits>
+/* The kernel template of each engine, and its traits. */
+template <ta_cuda_engine kEngine, int kHd, int kBq, int kBk, int kWarps, typename Element>
+struct ta_cuda_kernel_of;
+template <int kHd, int kBq, int kBk, int kWarps, typename Element>
+struct ta_cuda_kernel_of<TA_CUDA_ENGINE_MMA, kHd, kBq, kBk, kWarps, Element> {
+    using Traits = ta_cuda_fwd_traits<kHd, kBq, kBk, kWarps, Element>;
+    static constexpr auto kernel = ta_cuda_fwd_mma_kernel<Traits>;
+};
+template <int kHd, int kBq, int kBk, int kWarps, typename Element>
+struct ta_cuda_kernel_of<TA_CUDA_ENGINE_WGMMA, kHd, kBq, kBk, kWarps, Element> {
+    using Traits = ta_cuda_wgmma_traits<kHd, kBq, kBk, kWarps, Element>;
+    static constexpr auto kernel = ta_cuda_fwd_wgmma_kernel<Traits>;
+};
+
+template <typename Kernel>
 cudaError_t ta_cuda_launch(const ta_desc &d, const tileattn_forward_args &a, cudaStream_t stream) {
-    auto kernel = ta_cuda_fwd_kernel<Traits>;
+    using Traits = typename Kernel::Traits;
+    auto kernel = Kernel::kernel;
     /* More than 48 KB of dynamic shared memory must be asked for. */
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            Traits::kSmemBytes);
@@ -34,13 +50,15 @@ cudaError_t ta_cuda_launch(const ta_desc &d, const tileattn_forward_args &a, cud
 template <int kHd>
 cudaError_t ta_cuda_fwd_dispatch(const ta_desc &d, const tileattn_forward_args &a,
                                  cudaStream_t stream) {
-#define TA_CUDA_LAUNCH_IF(hd, bq, bk, w)                                                           \
+#define TA_CUDA_LAUNCH_IF(hd, bq, bk, w, e)                                                        \
     if constexpr (hd == kHd) {                                                                     \
         if (d.block_q == bq && d.block_k == bk && d.num_threads == 32 * w) {                       \
             if (d.dtype == TILEATTN_BF16)                                                          \
-                return ta_cuda_launch<ta_cuda_fwd_traits<hd, bq, bk, w, __nv_bfloat16>>(d, a,      \
-                                                                                        stream);   \
-            return ta_cuda_launch<ta_cuda_fwd_traits<hd, bq, bk, w, __half>>(d, a, stream);        \
+                return ta_cuda_launch<                                                             \
+                    ta_cuda_kernel_of<TA_CUDA_ENGINE_##e, hd, bq, bk, w, __nv_bfloat16>>(d, a,     \
+                                                                                         stream);  \
+            return ta_cuda_launch<ta_cuda_kernel_of<TA_CUDA_ENGINE_##e, hd, bq, bk, w, __half>>(   \
+                d, a, stream);                                                                     \
         }                                                                                          \
     }
     TA_CUDA_FWD_CONFIGS(TA_CUDA_LAUNCH_IF)

@@ -55,4 +55,36 @@ struct ta_cuda_fwd_traits {
     static_assert(sizeof(Element) == 2, "16-bit inputs only");
 };
 
+/* The Hopper kernel (flash_fwd_wgmma_kernel.cuh): each warpgroup (4 warps)
+ * owns 64 query rows, S and O are wgmma accumulators, and shared memory
+ * holds 64-column blocks in the 128-byte swizzle (wgmma.cuh). */
+template <int kHeadDim_, int kBlockM_, int kBlockN_, int kNWarps_, typename Element_>
+struct ta_cuda_wgmma_traits {
+    using Element = Element_;
+    static constexpr int kHeadDim = kHeadDim_;
+    static constexpr int kBlockM = kBlockM_;
+    static constexpr int kBlockN = kBlockN_;
+    static constexpr int kNWarps = kNWarps_;
+    static constexpr int kNThreads = 32 * kNWarps;
+    static constexpr int kWarpgroups = kNWarps / 4;
+
+    static constexpr int kNTilesS = kBlockN / 8;  /* 8-column tiles of S */
+    static constexpr int kNTilesO = kHeadDim / 8; /* 8-column tiles of O */
+    static constexpr int kKStepsQK = kHeadDim / 16;
+    static constexpr int kKStepsPV = kBlockN / 16;
+
+    static constexpr int kColBlocks = kHeadDim / 64; /* 128-byte swizzle blocks per row */
+    static constexpr int kStages = 2;
+    static constexpr int kSmemQElems = kBlockM * kHeadDim;
+    static constexpr int kSmemKVElems = kBlockN * kHeadDim;
+    /* + 1 KB to align the start to the swizzle atom */
+    static constexpr int kSmemBytes =
+        (kSmemQElems + 2 * kStages * kSmemKVElems) * (int)sizeof(Element) + 1024;
+
+    static_assert(kNWarps % 4 == 0 && kBlockM == 64 * kWarpgroups, "64 query rows per warpgroup");
+    static_assert(kHeadDim % 64 == 0, "whole 128-byte swizzle blocks");
+    static_assert(kBlockN == 128, "S = Q K^T is instantiated as m64n128 only");
+    static_assert(sizeof(Element) == 2, "16-bit inputs only");
+};
+
 #endif /* TILEATTN_CUDA_KERNEL_TRAITS_CUH */

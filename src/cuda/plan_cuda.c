@@ -13,9 +13,10 @@
 
 typedef struct cuda_config {
     int head_dim, block_q, block_k, warps;
+    ta_cuda_engine engine;
 } cuda_config;
 
-#define TA_CUDA_CONFIG_ENTRY(hd, bq, bk, w) {hd, bq, bk, w},
+#define TA_CUDA_CONFIG_ENTRY(hd, bq, bk, w, e) {hd, bq, bk, w, TA_CUDA_ENGINE_##e},
 static const cuda_config configs[] = {TA_CUDA_FWD_CONFIGS(TA_CUDA_CONFIG_ENTRY)};
 #undef TA_CUDA_CONFIG_ENTRY
 enum { NUM_CONFIGS = sizeof configs / sizeof configs[0] };
@@ -34,8 +35,10 @@ int ta_cuda_kernel_head_dim(int64_t d) {
     return d <= 64 ? 64 : d <= 128 ? 128 : 256;
 }
 
-size_t ta_cuda_smem_bytes(int64_t kernel_head_dim, int64_t block_q, int64_t block_k) {
-    return (size_t)(block_q + 2 * 2 * block_k) * (size_t)kernel_head_dim * 2;
+size_t ta_cuda_smem_bytes(int64_t kernel_head_dim, int64_t block_q, int64_t block_k,
+                          ta_cuda_engine engine) {
+    size_t tiles = (size_t)(block_q + 2 * 2 * block_k) * (size_t)kernel_head_dim * 2;
+    return engine == TA_CUDA_ENGINE_WGMMA ? tiles + 1024 : tiles; /* + swizzle-atom alignment */
 }
 
 static int aligned16(const void *p) {
@@ -81,9 +84,15 @@ static tileattn_status check_supported(const tileattn_forward_args *a, const ta_
     return TILEATTN_OK;
 }
 
+/* wgmma kernels are sm_90a machine code: they run on compute capability
+ * 9.0 only (newer GPUs get the mma.sync kernels' PTX). */
+static int engine_runs_on(ta_cuda_engine engine, ta_cuda_device dev) {
+    return engine == TA_CUDA_ENGINE_MMA || dev.cc == 90;
+}
+
 /* TILEATTN_CUDA_TILES="BQxBKxWARPS" forces a configuration (for tuning). */
-static tileattn_status forced_config(int head_dim, const cuda_config **out, char *why,
-                                     size_t why_len) {
+static tileattn_status forced_config(int head_dim, ta_cuda_device dev, const cuda_config **out,
+                                     char *why, size_t why_len) {
     const char *env = getenv("TILEATTN_CUDA_TILES");
     *out = NULL;
     if (!env || !*env) return TILEATTN_OK;
@@ -92,6 +101,11 @@ static tileattn_status forced_config(int head_dim, const cuda_config **out, char
         for (int c = 0; c < NUM_CONFIGS; c++)
             if (configs[c].head_dim == head_dim && configs[c].block_q == bq &&
                 configs[c].block_k == bk && configs[c].warps == w) {
+                if (!engine_runs_on(configs[c].engine, dev))
+                    return fail(TILEATTN_ERR_UNSUPPORTED, why, why_len,
+                                "TILEATTN_CUDA_TILES=%s is a wgmma kernel, which needs compute "
+                                "capability 9.0 (this GPU: %d.%d)",
+                                env, dev.cc / 10, dev.cc % 10);
                 *out = &configs[c];
                 return TILEATTN_OK;
             }
@@ -108,8 +122,17 @@ static const cuda_config *find_config(int head_dim, int block_q, int block_k, in
     return NULL;
 }
 
+ta_cuda_engine ta_cuda_desc_engine(const ta_desc *d) {
+    const cuda_config *c = find_config(ta_cuda_kernel_head_dim(d->head_dim), (int)d->block_q,
+                                       (int)d->block_k, d->num_threads / 32);
+    return c ? c->engine : TA_CUDA_ENGINE_MMA;
+}
+
 /* The default choice; the measurements behind it are in bench/cuda/NOTES.md. */
-static const cuda_config *default_config(const ta_desc *d, int head_dim, int sm_count) {
+static const cuda_config *default_config(const ta_desc *d, int head_dim, ta_cuda_device dev) {
+    if (head_dim <= 128 && engine_runs_on(TA_CUDA_ENGINE_WGMMA, dev))
+        return find_config(head_dim, 128, 128, 8);
+    int sm_count = dev.sm_count;
     int64_t heads = d->batch * d->heads_q;
     int64_t big_tiles = heads * ((d->seqlen_q + 127) / 128);
     /* 128-row tiles (32 rows per warp) halve the shared-memory traffic per
@@ -127,7 +150,7 @@ static const cuda_config *default_config(const ta_desc *d, int head_dim, int sm_
     return find_config(256, 64, 32, 4);
 }
 
-tileattn_status ta_plan_cuda(const tileattn_forward_args *args, int sm_count, ta_desc *desc,
+tileattn_status ta_plan_cuda(const tileattn_forward_args *args, ta_cuda_device dev, ta_desc *desc,
                              char *why, size_t why_len) {
     if (why && why_len) why[0] = '\0';
     tileattn_status st = tileattn_validate(args);
@@ -138,8 +161,8 @@ tileattn_status ta_plan_cuda(const tileattn_forward_args *args, int sm_count, ta
 
     int head_dim = ta_cuda_kernel_head_dim(d.head_dim);
     const cuda_config *c;
-    if ((st = forced_config(head_dim, &c, why, why_len))) return st;
-    if (!c) c = default_config(&d, head_dim, sm_count);
+    if ((st = forced_config(head_dim, dev, &c, why, why_len))) return st;
+    if (!c) c = default_config(&d, head_dim, dev);
     if (!c) return fail(TILEATTN_ERR_UNSUPPORTED, why, why_len, "no kernel for this head dim");
 
     d.block_q = c->block_q;
@@ -148,7 +171,7 @@ tileattn_status ta_plan_cuda(const tileattn_forward_args *args, int sm_count, ta
     d.num_q_tiles = (d.seqlen_q + d.block_q - 1) / d.block_q;
     d.num_work = d.batch * d.heads_q * d.num_q_tiles;
     d.workspace_floats = 0; /* registers and shared memory only */
-    d.l1d_bytes = ta_cuda_smem_bytes(head_dim, d.block_q, d.block_k); /* shared memory per block */
+    d.l1d_bytes = ta_cuda_smem_bytes(head_dim, d.block_q, d.block_k, c->engine); /* per block */
     d.uk = NULL;
     if (d.num_q_tiles > INT32_MAX)
         return fail(TILEATTN_ERR_UNSUPPORTED, why, why_len, "too many query tiles for one grid");

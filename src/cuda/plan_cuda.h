@@ -18,33 +18,50 @@
 extern "C" {
 #endif
 
-/* Every instantiated forward kernel, as X(head_dim, block_q, block_k, warps).
- * Smaller head dimensions run on the next larger instantiation, zero-padded.
- * Only these compile (CI builds them on two cores, so each entry costs
- * minutes); the planner picks among them and TILEATTN_CUDA_TILES may force
- * one ("BQxBKxWARPS", e.g. "128x64x4"). */
+/* The two kernels: mma.sync (sm_80 and later, flash_fwd_mma_kernel.cuh)
+ * and wgmma (sm_90a only: compute capability 9.0, flash_fwd_wgmma_kernel.cuh). */
+typedef enum ta_cuda_engine { TA_CUDA_ENGINE_MMA = 0, TA_CUDA_ENGINE_WGMMA = 1 } ta_cuda_engine;
+
+/* Every instantiated forward kernel, as X(head_dim, block_q, block_k, warps,
+ * engine). Smaller head dimensions run on the next larger instantiation,
+ * zero-padded. Only these compile (CI builds them on two cores, so each
+ * entry costs minutes); the planner picks among them and
+ * TILEATTN_CUDA_TILES may force one ("BQxBKxWARPS", e.g. "128x64x4"; the
+ * triple names one entry). */
 #define TA_CUDA_FWD_CONFIGS(X)                                                                     \
-    X(64, 64, 64, 4)                                                                               \
-    X(64, 128, 64, 4)                                                                              \
-    X(128, 64, 64, 4)                                                                              \
-    X(128, 128, 64, 4)                                                                             \
-    X(128, 128, 64, 8)                                                                             \
-    X(256, 64, 32, 4)                                                                              \
-    X(256, 128, 32, 8)
+    X(64, 64, 64, 4, MMA)                                                                          \
+    X(64, 128, 64, 4, MMA)                                                                         \
+    X(64, 128, 128, 8, WGMMA)                                                                      \
+    X(128, 64, 64, 4, MMA)                                                                         \
+    X(128, 128, 64, 4, MMA)                                                                        \
+    X(128, 128, 64, 8, MMA)                                                                        \
+    X(128, 128, 128, 8, WGMMA)                                                                     \
+    X(256, 64, 32, 4, MMA)                                                                         \
+    X(256, 128, 32, 8, MMA)
+
+/* What the planner needs to know of the GPU; zeros when unknown. */
+typedef struct ta_cuda_device {
+    int sm_count;
+    int cc; /* compute capability, 10 x major + minor (90 for H100 and H200) */
+} ta_cuda_device;
 
 /* The instantiated head dimension that serves head dimension d (d <= 256). */
 int ta_cuda_kernel_head_dim(int64_t d);
 
 /* Shared memory one block of a configuration needs, in bytes: the query
  * tile plus two stages of K and V tiles (16-bit elements). */
-size_t ta_cuda_smem_bytes(int64_t kernel_head_dim, int64_t block_q, int64_t block_k);
+size_t ta_cuda_smem_bytes(int64_t kernel_head_dim, int64_t block_q, int64_t block_k,
+                          ta_cuda_engine engine);
 
 /* Validates args (ta_validate, then what the GPU kernels support) and fills
- * desc for a device with sm_count multiprocessors. Pointers in args are only
+ * desc for the device dev. Pointers in args are only
  * checked for alignment, except cu_seqlens_q/k, which must be readable on
  * the host. On failure, why (if not NULL) receives a reason. */
-tileattn_status ta_plan_cuda(const tileattn_forward_args *args, int sm_count, ta_desc *desc,
+tileattn_status ta_plan_cuda(const tileattn_forward_args *args, ta_cuda_device dev, ta_desc *desc,
                              char *why, size_t why_len);
+
+/* The kernel a planned description runs on. */
+ta_cuda_engine ta_cuda_desc_engine(const ta_desc *desc);
 
 #ifdef __cplusplus
 }

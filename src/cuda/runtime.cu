@@ -48,29 +48,33 @@ extern "C" const char *tileattn_cuda_last_error_string(void) {
     return ta_cuda_error;
 }
 
-/* The current device's multiprocessor count, or an error. */
-static tileattn_status current_device(int *sm_count, int *major) {
-    int dev = 0, count = 0;
+/* The current device's multiprocessor count and compute capability. */
+static tileattn_status current_device(ta_cuda_device *out) {
+    int dev = 0, count = 0, major = 0, minor = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess) return cuda_failure(err, "cudaGetDeviceCount");
     if (count == 0) return cuda_failure(cudaErrorNoDevice, "cudaGetDeviceCount");
     if ((err = cudaGetDevice(&dev)) != cudaSuccess) return cuda_failure(err, "cudaGetDevice");
-    err = cudaDeviceGetAttribute(sm_count, cudaDevAttrMultiProcessorCount, dev);
+    err = cudaDeviceGetAttribute(&out->sm_count, cudaDevAttrMultiProcessorCount, dev);
     if (err == cudaSuccess)
-        err = cudaDeviceGetAttribute(major, cudaDevAttrComputeCapabilityMajor, dev);
+        err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (err == cudaSuccess)
+        err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
     if (err != cudaSuccess) return cuda_failure(err, "cudaDeviceGetAttribute");
+    out->cc = 10 * major + minor;
     return TILEATTN_OK;
 }
 
 extern "C" int tileattn_cuda_available(void) {
-    int sm_count = 0, major = 0;
-    if (current_device(&sm_count, &major) != TILEATTN_OK) return 0;
-    return major >= 8;
+    ta_cuda_device dev = {0, 0};
+    if (current_device(&dev) != TILEATTN_OK) return 0;
+    return dev.cc >= 80;
 }
 
-static tileattn_status plan(const tileattn_forward_args *host_view, int sm_count, ta_desc *desc) {
+static tileattn_status plan(const tileattn_forward_args *host_view, ta_cuda_device dev,
+                            ta_desc *desc) {
     char why[256];
-    tileattn_status st = ta_plan_cuda(host_view, sm_count, desc, why, sizeof why);
+    tileattn_status st = ta_plan_cuda(host_view, dev, desc, why, sizeof why);
     if (st) set_error("%s", why);
     return st;
 }
@@ -80,13 +84,14 @@ extern "C" tileattn_status tileattn_cuda_forward(const tileattn_forward_args *ar
     if (!args) return TILEATTN_ERR_NULL_POINTER;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     tileattn_status st = TILEATTN_OK;
-    int sm_count = 0, major = 0;
+    ta_cuda_device dev = {0, 0};
     int32_t *cu_host = NULL;
     ta_desc desc;
     tileattn_forward_args host_view = *args;
-    if ((st = current_device(&sm_count, &major))) return st;
-    if (major < 8) {
-        set_error("the CUDA backend needs compute capability 8.0 or newer (found %d.x)", major);
+    if ((st = current_device(&dev))) return st;
+    if (dev.cc < 80) {
+        set_error("the CUDA backend needs compute capability 8.0 or newer (found %d.%d)",
+                  dev.cc / 10, dev.cc % 10);
         return TILEATTN_ERR_UNSUPPORTED;
     }
 
@@ -107,7 +112,7 @@ extern "C" tileattn_status tileattn_cuda_forward(const tileattn_forward_args *ar
         host_view.cu_seqlens_q = cu_host;
         host_view.cu_seqlens_k = cu_host + n;
     }
-    if ((st = plan(&host_view, sm_count, &desc))) goto cleanup;
+    if ((st = plan(&host_view, dev, &desc))) goto cleanup;
     if (desc.num_q_tiles == 0) goto cleanup; /* every sequence is empty: nothing to write */
 
     {
@@ -217,18 +222,20 @@ extern "C" tileattn_status tileattn_cuda_describe_plan(const tileattn_forward_ar
                                                        char *buf, size_t len) {
     ta_cuda_error[0] = '\0';
     if (!buf || len == 0) return TILEATTN_ERR_NULL_POINTER;
-    int sm_count = 0, major = 0;
-    if (current_device(&sm_count, &major)) sm_count = 0; /* plan for an unknown GPU */
+    ta_cuda_device dev = {0, 0};
+    if (current_device(&dev)) dev = (ta_cuda_device){0, 0}; /* plan for an unknown GPU */
     ta_desc d;
-    tileattn_status st = plan(host_args, sm_count, &d);
+    tileattn_status st = plan(host_args, dev, &d);
     if (st) return st;
     snprintf(buf, len,
-             "cuda: %s, head dim %lld on the %d-wide kernel, tiles %lld x %lld (query x key), "
+             "cuda: %s, head dim %lld on the %d-wide %s kernel, tiles %lld x %lld (query x key), "
              "%d warps, grid %lld x %lld x %lld blocks, %zu bytes of shared memory per block, "
-             "%d multiprocessors\n",
+             "%d multiprocessors, compute capability %d.%d\n",
              d.dtype == TILEATTN_BF16 ? "bfloat16" : "float16", (long long)d.head_dim,
-             ta_cuda_kernel_head_dim(d.head_dim), (long long)d.block_q, (long long)d.block_k,
-             d.num_threads / 32, (long long)d.num_q_tiles, (long long)d.heads_q, (long long)d.batch,
-             d.l1d_bytes, sm_count);
+             ta_cuda_kernel_head_dim(d.head_dim),
+             ta_cuda_desc_engine(&d) == TA_CUDA_ENGINE_WGMMA ? "wgmma" : "mma.sync",
+             (long long)d.block_q, (long long)d.block_k, d.num_threads / 32,
+             (long long)d.num_q_tiles, (long long)d.heads_q, (long long)d.batch, d.l1d_bytes,
+             dev.sm_count, dev.cc / 10, dev.cc % 10);
     return TILEATTN_OK;
 }
