@@ -172,14 +172,15 @@ __device__ __forceinline__ void ta_mask_scores(float (&acc_s)[kMTiles][kNTilesS]
         }
 }
 
-/* Online softmax: the new row max, the old sum and O rescaled by
- * alpha = exp2(m_old - m_new), and S replaced by P = exp2(S - m_new) (in
- * log2 units). Row max and sum need only shuffles among the 4 threads that
- * share a row. */
-template <int kMTiles, int kNTilesS, int kNTilesO>
+/* Online softmax, the statistics half: the new row max, the old sum
+ * rescaled by alpha = exp2(m_old - m_new), and S replaced by
+ * P = exp2(S - m_new) (in log2 units). O must be rescaled by the same alpha
+ * (ta_rescale_o) before P V is added to it. Row max and sum need only
+ * shuffles among the 4 threads that share a row. */
+template <int kMTiles, int kNTilesS>
 __device__ __forceinline__ void
-ta_online_softmax(float (&acc_s)[kMTiles][kNTilesS][4], float (&acc_o)[kMTiles][kNTilesO][4],
-                  float (&row_max)[kMTiles][2], float (&row_sum)[kMTiles][2], float score_to_log2) {
+ta_softmax_update(float (&acc_s)[kMTiles][kNTilesS][4], float (&row_max)[kMTiles][2],
+                  float (&row_sum)[kMTiles][2], float score_to_log2, float (&alpha)[kMTiles][2]) {
 #pragma unroll
     for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
@@ -194,7 +195,7 @@ ta_online_softmax(float (&acc_s)[kMTiles][kNTilesS][4], float (&acc_o)[kMTiles][
             /* A row that has seen nothing yet keeps -inf; subtract 0 then,
              * so exp2 gives 0 and never NaN. */
             const float max_log2 = new_max == -INFINITY ? 0.0f : new_max * score_to_log2;
-            const float alpha = ta_exp2(row_max[mt][r] * score_to_log2 - max_log2);
+            alpha[mt][r] = ta_exp2(row_max[mt][r] * score_to_log2 - max_log2);
             row_max[mt][r] = new_max;
             float sum = 0.0f;
 #pragma unroll
@@ -205,12 +206,22 @@ ta_online_softmax(float (&acc_s)[kMTiles][kNTilesS][4], float (&acc_o)[kMTiles][
                     acc_s[mt][nt][2 * r + c] = e;
                     sum += e;
                 }
-            row_sum[mt][r] = row_sum[mt][r] * alpha + sum;
+            row_sum[mt][r] = row_sum[mt][r] * alpha[mt][r] + sum;
+        }
+}
+
+/* O *= alpha, row by row. */
+template <int kMTiles, int kNTilesO>
+__device__ __forceinline__ void ta_rescale_o(float (&acc_o)[kMTiles][kNTilesO][4],
+                                             const float (&alpha)[kMTiles][2]) {
 #pragma unroll
-            for (int nt = 0; nt < kNTilesO; nt++) {
-                acc_o[mt][nt][2 * r] *= alpha;
-                acc_o[mt][nt][2 * r + 1] *= alpha;
-            }
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int nt = 0; nt < kNTilesO; nt++) {
+            acc_o[mt][nt][0] *= alpha[mt][0];
+            acc_o[mt][nt][1] *= alpha[mt][0];
+            acc_o[mt][nt][2] *= alpha[mt][1];
+            acc_o[mt][nt][3] *= alpha[mt][1];
         }
 }
 

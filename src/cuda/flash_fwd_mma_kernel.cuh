@@ -241,7 +241,9 @@ __global__ void __launch_bounds__(Traits::kNThreads)
             const bool mask = kind == TA_TILE_PARTIAL || n < kBlockN;
             if (p.has_mods || mask)
                 ta_mask_scores(acc_s, d, p, p.i0 + warp_row0, lane, j0, n, mask);
-            ta_online_softmax(acc_s, acc_o, row_max, row_sum, p.score_to_log2);
+            float alpha[kMTiles][2];
+            ta_softmax_update(acc_s, row_max, row_sum, p.score_to_log2, alpha);
+            ta_rescale_o(acc_o, alpha);
 
             /* O += P V */
 #pragma unroll

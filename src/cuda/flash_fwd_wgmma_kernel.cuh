@@ -83,16 +83,20 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1)
     /* Q (A, K-major): this warpgroup's 64 rows; k step ks is 32 bytes into
      * the row of block ks / 4. K (B, K-major) likewise over kBlockN rows.
      * V (B, MN-major): k step ks is rows 16 ks .. 16 ks + 15. */
-    const unsigned q_wg_addr = q_addr + warpgroup * 64 * 128;
+    /* Offsets only change a descriptor's low bits (the address in 16-byte
+     * units), so each is one base plus a constant: fewer live registers. */
+    const uint64_t desc_q0 = ta_wgmma_desc(q_addr + warpgroup * 64 * 128, 16, 1024);
+    const uint64_t desc_k0 = ta_wgmma_desc(k_addr, 16, 1024);
+    const uint64_t desc_v0 = ta_wgmma_desc(v_addr, kBlockN * 128, 1024);
     auto desc_q = [&](int ks) {
-        return ta_wgmma_desc(q_wg_addr + (ks / 4) * kBlockM * 128 + (ks % 4) * 32, 16, 1024);
+        return desc_q0 + (uint64_t)(((ks / 4) * kBlockM * 128 + (ks % 4) * 32) >> 4);
     };
     auto desc_k = [&](int stage, int ks) {
-        return ta_wgmma_desc(
-            k_addr + stage * kStageBytes + (ks / 4) * kBlockN * 128 + (ks % 4) * 32, 16, 1024);
+        return desc_k0 +
+               (uint64_t)((stage * kStageBytes + (ks / 4) * kBlockN * 128 + (ks % 4) * 32) >> 4);
     };
     auto desc_v = [&](int stage, int ks) {
-        return ta_wgmma_desc(v_addr + stage * kStageBytes + ks * 16 * 128, kBlockN * 128, 1024);
+        return desc_v0 + (uint64_t)((stage * kStageBytes + ks * 16 * 128) >> 4);
     };
 
     float row_max[1][2], row_sum[1][2];
@@ -104,81 +108,122 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1)
         for (int c = 0; c < 4; c++)
             acc_o[0][nt][c] = 0.0f;
 
+    /* Key tile t lives in stage t % 2 of K and of V. Iteration t multiplies
+     * P_t V_t while the tensor cores also compute S_{t+1} = Q K_{t+1}^T, and
+     * the softmax of S_{t+1} runs while P_t V_t is still in flight. So K
+     * runs one tile ahead of V: iteration t reads K_{t+1} and V_t, and loads
+     * K_{t+2} and V_{t+1} into the stages that K_t and V_{t-1} left. */
+    auto load_k = [&](int t) {
+        const int64_t j = p.first_key + (int64_t)t * kBlockN;
+        if (t < p.num_tiles)
+            ta_load_tile_sw128<Traits, kBlockN>(s_k + (t & 1) * Traits::kSmemKVElems,
+                                                p.k_head + j * d.k_stride[1], d.k_stride[1],
+                                                ta_tile_keys<kBlockN>(p.last_key, j), head_dim);
+    };
+    auto load_v = [&](int t) {
+        const int64_t j = p.first_key + (int64_t)t * kBlockN;
+        if (t < p.num_tiles)
+            ta_load_tile_sw128<Traits, kBlockN>(s_v + (t & 1) * Traits::kSmemKVElems,
+                                                p.v_head + j * d.v_stride[1], d.v_stride[1],
+                                                ta_tile_keys<kBlockN>(p.last_key, j), head_dim);
+    };
+    /* S = Q K_t^T, issued (the first k step overwrites the accumulators). */
+    auto issue_qk = [&](float(&acc)[kNTilesS][4], int t) {
+#pragma unroll
+        for (int ks = 0; ks < Traits::kKStepsQK; ks++)
+            ta_wgmma_ss<Element, kBlockN>(acc, desc_q(ks), desc_k(t & 1, ks), ks > 0);
+        ta_wgmma_commit();
+    };
+    /* Mask and softmax statistics of S = S_t; alpha rescales O. */
+    auto softmax = [&](float(&acc)[1][kNTilesS][4], int t, float(&alpha)[1][2]) {
+        const int64_t j0 = p.first_key + (int64_t)t * kBlockN;
+        const int n = ta_tile_keys<kBlockN>(p.last_key, j0);
+        const bool mask = ta_classify_tile(&p.win, p.i0, p.m, j0, n) != TA_TILE_FULL || n < kBlockN;
+        if (p.has_mods || mask) ta_mask_scores(acc, d, p, p.i0 + warp_row0, lane, j0, n, mask);
+        ta_softmax_update(acc, row_max, row_sum, p.score_to_log2, alpha);
+    };
+
+    float acc_s[1][kNTilesS][4];
+    unsigned p_frag[Traits::kKStepsPV][4]; /* P_t as wgmma A fragments */
+    float alpha[1][2];
     if (p.num_tiles > 0) { /* a block whose rows see no key only writes zeros */
         ta_load_tile_sw128<Traits, kBlockM>(s_q, p.q, d.q_stride[1], p.m, head_dim);
-        const int n0 = ta_tile_keys<kBlockN>(p.last_key, p.first_key);
-        ta_load_tile_sw128<Traits, kBlockN>(s_k, p.k_head + p.first_key * d.k_stride[1],
-                                            d.k_stride[1], n0, head_dim);
-        ta_load_tile_sw128<Traits, kBlockN>(s_v, p.v_head + p.first_key * d.v_stride[1],
-                                            d.v_stride[1], n0, head_dim);
-    }
-    ta_cp_async_commit();
-
-    for (int tile = 0; tile < p.num_tiles; tile++) {
-        const int64_t j0 = p.first_key + (int64_t)tile * kBlockN;
-        const int n = ta_tile_keys<kBlockN>(p.last_key, j0);
-        const int stage = tile & 1;
-
-        /* Prefetch the next K/V tile into the other stage, then wait for
-         * this one; the tensor cores read it through the async proxy. */
-        if (tile + 1 < p.num_tiles) {
-            const int64_t j1 = j0 + kBlockN;
-            const int n1 = ta_tile_keys<kBlockN>(p.last_key, j1);
-            ta_load_tile_sw128<Traits, kBlockN>(s_k + (stage ^ 1) * Traits::kSmemKVElems,
-                                                p.k_head + j1 * d.k_stride[1], d.k_stride[1], n1,
-                                                head_dim);
-            ta_load_tile_sw128<Traits, kBlockN>(s_v + (stage ^ 1) * Traits::kSmemKVElems,
-                                                p.v_head + j1 * d.v_stride[1], d.v_stride[1], n1,
-                                                head_dim);
-        }
+        load_k(0);
         ta_cp_async_commit();
-        ta_cp_async_wait<1>();
+        load_k(1);
+        load_v(0);
+        ta_cp_async_commit();
+        ta_cp_async_wait<1>(); /* Q and K_0 */
         ta_fence_async_shared();
         __syncthreads();
 
-        const ta_tile_kind kind = ta_classify_tile(&p.win, p.i0, p.m, j0, n);
-        if (kind != TA_TILE_HIDDEN) {
-            /* S = Q K^T: the first k step overwrites the accumulators. */
-            float acc_s[1][kNTilesS][4];
 #pragma unroll
-            for (int nt = 0; nt < kNTilesS; nt++)
+        for (int nt = 0; nt < kNTilesS; nt++)
 #pragma unroll
-                for (int c = 0; c < 4; c++)
-                    acc_s[0][nt][c] = 0.0f;
-            ta_wgmma_fence();
+            for (int c = 0; c < 4; c++)
+                acc_s[0][nt][c] = 0.0f;
+        ta_wgmma_fence();
+        issue_qk(acc_s[0], 0);
+        ta_wgmma_wait<0>();
+        ta_wgmma_fence_operands(acc_s[0]);
+        softmax(acc_s, 0, alpha); /* O is still 0: no rescale */
 #pragma unroll
-            for (int ks = 0; ks < Traits::kKStepsQK; ks++)
-                ta_wgmma_ss<Element, kBlockN>(acc_s[0], desc_q(ks), desc_k(stage, ks), ks > 0);
-            ta_wgmma_commit();
-            ta_wgmma_wait<0>();
-            ta_wgmma_fence_operands(acc_s[0]);
+        for (int ks = 0; ks < Traits::kKStepsPV; ks++)
+            ta_p_fragment<Element>(acc_s, 0, ks, p_frag[ks]);
+    }
 
-            const bool mask = kind == TA_TILE_PARTIAL || n < kBlockN;
-            if (p.has_mods || mask)
-                ta_mask_scores(acc_s, d, p, p.i0 + warp_row0, lane, j0, n, mask);
-            ta_online_softmax(acc_s, acc_o, row_max, row_sum, p.score_to_log2);
+    /* O += P_t V_t, issued. */
+    auto issue_pv = [&](int t) {
+#pragma unroll
+        for (int ks = 0; ks < Traits::kKStepsPV; ks++)
+            ta_wgmma_rs<Element, kHeadDim>(acc_o[0], p_frag[ks], desc_v(t & 1, ks));
+        ta_wgmma_commit();
+    };
+    /* wgmma reads P's registers after it is issued: they stay live, and
+     * unchanged, until the wait. */
+    auto keep_p_until_here = [&]() {
+#pragma unroll
+        for (int ks = 0; ks < Traits::kKStepsPV; ks++)
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+                asm volatile("" : "+r"(p_frag[ks][c])::"memory");
+    };
 
-            /* O += P V. wgmma reads P's registers after it is issued, so all
-             * of them stay live (and unchanged) until the wait. */
-            unsigned p_frag[Traits::kKStepsPV][4];
+    /* Every tile but the last. No branch may separate an issue from its
+     * wait: ptxas would then serialize the products (its C7514 report). */
+    for (int tile = 0; tile + 1 < p.num_tiles; tile++) {
+        /* K_{t+1} and V_t have landed, and every warp is done with K_t and
+         * V_{t-1}: their stages take K_{t+2} and V_{t+1}. */
+        ta_cp_async_wait<0>();
+        ta_fence_async_shared();
+        __syncthreads();
+        load_k(tile + 2);
+        load_v(tile + 1);
+        ta_cp_async_commit();
+
+        ta_wgmma_fence();
+        issue_qk(acc_s[0], tile + 1);
+        issue_pv(tile);
+        ta_wgmma_wait<1>(); /* S_{t+1} is done: its softmax overlaps P_t V_t */
+        ta_wgmma_fence_operands(acc_s[0]);
+        softmax(acc_s, tile + 1, alpha);
+        ta_wgmma_wait<0>();
+        ta_wgmma_fence_operands(acc_o[0]);
+        keep_p_until_here();
+        ta_rescale_o(acc_o, alpha);
 #pragma unroll
-            for (int ks = 0; ks < Traits::kKStepsPV; ks++)
-                ta_p_fragment<Element>(acc_s, 0, ks, p_frag[ks]);
-            ta_wgmma_fence_operands(acc_o[0]);
-            ta_wgmma_fence();
-#pragma unroll
-            for (int ks = 0; ks < Traits::kKStepsPV; ks++)
-                ta_wgmma_rs<Element, kHeadDim>(acc_o[0], p_frag[ks], desc_v(stage, ks));
-            ta_wgmma_commit();
-            ta_wgmma_wait<0>();
-            ta_wgmma_fence_operands(acc_o[0]);
-#pragma unroll
-            for (int ks = 0; ks < Traits::kKStepsPV; ks++)
-#pragma unroll
-                for (int c = 0; c < 4; c++)
-                    asm volatile("" : "+r"(p_frag[ks][c])::"memory");
-        }
-        __syncthreads(); /* the next iteration's prefetch overwrites this stage */
+        for (int ks = 0; ks < Traits::kKStepsPV; ks++)
+            ta_p_fragment<Element>(acc_s, 0, ks, p_frag[ks]);
+    }
+    if (p.num_tiles > 0) { /* the last tile: P V only */
+        ta_cp_async_wait<0>();
+        ta_fence_async_shared();
+        __syncthreads();
+        ta_wgmma_fence();
+        issue_pv(p.num_tiles - 1);
+        ta_wgmma_wait<0>();
+        ta_wgmma_fence_operands(acc_o[0]);
+        keep_p_until_here();
     }
 
     ta_write_output(d, a, p, h, b, warp_row0, lane, acc_o, row_max, row_sum);
