@@ -130,7 +130,12 @@ ta_cuda_engine ta_cuda_desc_engine(const ta_desc *d) {
 
 /* The default choice; the measurements behind it are in bench/cuda/NOTES.md. */
 static const cuda_config *default_config(const ta_desc *d, int head_dim, ta_cuda_device dev) {
-    if (head_dim <= 128 && engine_runs_on(TA_CUDA_ENGINE_WGMMA, dev))
+    int masked = d->window_left >= 0 || d->window_right >= 0;
+    /* On Hopper, wgmma wins everywhere but short masked sequences at
+     * D = 64, where the 64-row mma.sync tiles waste less of the diagonal
+     * (measured on an H200, bench/cuda/NOTES.md run 7). */
+    if (head_dim <= 128 && engine_runs_on(TA_CUDA_ENGINE_WGMMA, dev) &&
+        !(head_dim == 64 && masked && d->seqlen_q < 2048))
         return find_config(head_dim, 128, 128, 8);
     int sm_count = dev.sm_count;
     int64_t heads = d->batch * d->heads_q;
@@ -141,7 +146,6 @@ static const cuda_config *default_config(const ta_desc *d, int head_dim, ta_cuda
      * Measured on an H200 (bf16, 16k tokens): 64-row tiles win causal D = 64
      * below seqlen 4096 and causal D = 128 at seqlen 512; 128-row tiles win
      * everything else, by 10-40%. */
-    int masked = d->window_left >= 0 || d->window_right >= 0;
     int enough = big_tiles >= 2 * (int64_t)(sm_count > 0 ? sm_count : 1);
     if (head_dim == 64)
         return find_config(64, enough && (!masked || d->seqlen_q >= 4096) ? 128 : 64, 64, 4);

@@ -342,6 +342,24 @@ int main(void) {
             c.sinks = m == 1, c.alibi = m == 2, c.softcap = m == 3 ? 5.0f : 0.0f;
             passed += run_case(&c, &worst), total++;
         }
+    /* Many blocks without a mask (more than the GPU's multiprocessors):
+     * odd and even key tile counts; varlen blocks with no query row or no
+     * key. */
+    static const int64_t long_cases[2][3] = {{1025, 128, 1}, {1153, 64, 0}}; /* Sk, D, bf16 */
+    for (int v = 0; v < 2; v++) {
+        memset(&c, 0, sizeof c);
+        c.batch = 2, c.sq = 700, c.sk = long_cases[v][0], c.h = 16, c.hk = 4;
+        c.wl = c.wr = -1, c.d = long_cases[v][1];
+        c.dtype = long_cases[v][2] ? TILEATTN_BF16 : TILEATTN_F16;
+        passed += run_case(&c, &worst), total++;
+    }
+    memset(&c, 0, sizeof c);
+    c.nseq = 4;
+    memcpy(c.lens_q, (int32_t[MAX_SEQS]){600, 0, 333, 129}, sizeof c.lens_q);
+    memcpy(c.lens_k, (int32_t[MAX_SEQS]){1025, 77, 0, 300}, sizeof c.lens_k);
+    c.h = 32, c.hk = 8, c.d = 128, c.dtype = TILEATTN_BF16, c.sinks = 1, c.wl = c.wr = -1;
+    passed += run_case(&c, &worst), total++;
+
     /* Every instantiated kernel, forced through TILEATTN_CUDA_TILES (the
      * grid above runs the planner's choices only). */
     static const int configs[][4] = {
