@@ -34,7 +34,7 @@ ta_load_tile_sw128(typename Traits::Element *smem, const typename Traits::Elemen
                    int64_t row_stride, int valid_rows, int head_dim) {
     constexpr int kChunksPerRow = Traits::kHeadDim / 8;
     constexpr int kRowStep = Traits::kNThreads / kChunksPerRow;
-    static_assert(kRowStep % 8 == 0 && kRows % kRowStep == 0, "a fixed swizzle per thread");
+    static_assert(kRowStep % 8 == 0, "a fixed swizzle per thread");
     const int row0 = (int)threadIdx.x / kChunksPerRow, chunk = (int)threadIdx.x % kChunksPerRow;
     const int col = chunk * 8;
     const bool col_valid = col < head_dim;
@@ -42,7 +42,8 @@ ta_load_tile_sw128(typename Traits::Element *smem, const typename Traits::Elemen
         smem + (chunk / 8) * kRows * 64 + row0 * 64 + (((chunk % 8) ^ (row0 % 8)) * 8);
     const typename Traits::Element *src = gmem + row0 * row_stride + col;
 #pragma unroll
-    for (int it = 0; it < kRows / kRowStep; it++) {
+    for (int it = 0; it < (kRows + kRowStep - 1) / kRowStep; it++) {
+        if (kRows % kRowStep != 0 && row0 + it * kRowStep >= kRows) break;
         const bool valid = col_valid && row0 + it * kRowStep < valid_rows;
         ta_cp_async_16(dst + it * kRowStep * 64, valid ? src : gmem, valid);
         src += kRowStep * row_stride;
@@ -197,13 +198,20 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1)
         ta_cp_async_wait<0>();
         ta_fence_async_shared();
         __syncthreads();
-        load_k(tile + 2);
-        load_v(tile + 1);
-        ta_cp_async_commit();
+        if constexpr (!Traits::kLoadAfterIssue) {
+            load_k(tile + 2);
+            load_v(tile + 1);
+            ta_cp_async_commit();
+        }
 
         ta_wgmma_fence();
         issue_qk(acc_s[0], tile + 1);
         issue_pv(tile);
+        if constexpr (Traits::kLoadAfterIssue) {
+            load_k(tile + 2);
+            load_v(tile + 1);
+            ta_cp_async_commit();
+        }
         ta_wgmma_wait<1>(); /* S_{t+1} is done: its softmax overlaps P_t V_t */
         ta_wgmma_fence_operands(acc_s[0]);
         softmax(acc_s, tile + 1, alpha);

@@ -73,6 +73,11 @@ struct ta_cuda_wgmma_traits {
     static constexpr int kKStepsQK = kHeadDim / 16;
     static constexpr int kKStepsPV = kBlockN / 16;
 
+    /* Issue the next tiles' cp.async loads after a key tile's products
+     * rather than before: measured on an H200, +3-10% at D = 128, -2-4% at
+     * D = 64 (bench/cuda/NOTES.md run 8). */
+    static constexpr bool kLoadAfterIssue = kHeadDim >= 128;
+
     static constexpr int kColBlocks = kHeadDim / 64; /* 128-byte swizzle blocks per row */
     static constexpr int kStages = 2;
     static constexpr int kSmemQElems = kBlockM * kHeadDim;

@@ -132,11 +132,15 @@ ta_cuda_engine ta_cuda_desc_engine(const ta_desc *d) {
 static const cuda_config *default_config(const ta_desc *d, int head_dim, ta_cuda_device dev) {
     int masked = d->window_left >= 0 || d->window_right >= 0;
     /* On Hopper, wgmma wins everywhere but short masked sequences at
-     * D = 64, where the 64-row mma.sync tiles waste less of the diagonal
-     * (measured on an H200, bench/cuda/NOTES.md run 7). */
+     * D = 64, where the 64-row mma.sync tiles waste less of the diagonal.
+     * Three warpgroups (192 query rows) share each K/V tile better at
+     * D = 64 without a mask from 2048 rows on, and lose under one (more of
+     * the diagonal wasted). Measured on an H200, bench/cuda/NOTES.md runs 7-8. */
     if (head_dim <= 128 && engine_runs_on(TA_CUDA_ENGINE_WGMMA, dev) &&
-        !(head_dim == 64 && masked && d->seqlen_q < 2048))
+        !(head_dim == 64 && masked && d->seqlen_q < 2048)) {
+        if (head_dim == 64 && !masked && d->seqlen_q >= 2048) return find_config(64, 192, 128, 12);
         return find_config(head_dim, 128, 128, 8);
+    }
     int sm_count = dev.sm_count;
     int64_t heads = d->batch * d->heads_q;
     int64_t big_tiles = heads * ((d->seqlen_q + 127) / 128);

@@ -32,6 +32,7 @@ typedef enum ta_cuda_engine { TA_CUDA_ENGINE_MMA = 0, TA_CUDA_ENGINE_WGMMA = 1 }
     X(64, 64, 64, 4, MMA)                                                                          \
     X(64, 128, 64, 4, MMA)                                                                         \
     X(64, 128, 128, 8, WGMMA)                                                                      \
+    X(64, 192, 128, 12, WGMMA)                                                                     \
     X(128, 64, 64, 4, MMA)                                                                         \
     X(128, 128, 64, 4, MMA)                                                                        \
     X(128, 128, 64, 8, MMA)                                                                        \
