@@ -3,18 +3,21 @@
  * (flash_fwd_mma_kernel.cuh; FlashAttention-2's Algorithm 1), with both
  * products on wgmma. A warpgroup computes a 64 x 128 tile of S = Q K^T
  * with Q and K read by the tensor cores straight from shared memory, and
- * O += P V with P from its registers: no ldmatrix, and a warpgroup
- * instruction does the work of 32 mma.sync.
+ * O += P V with P from its registers: no ldmatrix, and one m64n128k16
+ * instruction does the work of 64 mma.sync m16n8k16.
  *
  *   load Q_i into shared memory (128-byte swizzle, wgmma.cuh)
- *   for each key tile j the mask does not hide (cp.async, two stages):
- *       S = Q_i K_j^T            wgmma, A and B from shared memory
- *       scores modified and masked, online softmax (flash_fwd_common.cuh)
- *       O_i += P V_j             wgmma, A = P from registers, B = V (MN-major)
+ *   S_0 = Q_i K_0^T, its softmax
+ *   for each key tile t (cp.async, two stages each for K and V):
+ *       issue S_{t+1} = Q_i K_{t+1}^T    wgmma, A and B from shared memory
+ *       issue O_i += P_t V_t             wgmma, A = P from registers, B = V (MN-major)
+ *       wait for S_{t+1}; mask and softmax it (flash_fwd_common.cuh)
+ *       wait for P_t V_t; rescale O_i
  *   O_i /= l_i, LSE
  *
- * Two warpgroups share a block's K/V tiles; while one runs its softmax, the
- * other's products keep the tensor cores busy.
+ * The softmax of one tile thus runs while the tensor cores multiply the
+ * previous one (FlashAttention-3's intra-warpgroup overlap), and the 2 or 3
+ * warpgroups of a block, sharing its K/V tiles, fill each other's gaps.
  */
 #ifndef TILEATTN_CUDA_FLASH_FWD_WGMMA_KERNEL_CUH
 #define TILEATTN_CUDA_FLASH_FWD_WGMMA_KERNEL_CUH
