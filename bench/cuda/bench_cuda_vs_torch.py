@@ -95,7 +95,7 @@ def main():
     print(f"# {dev.name}, {dev.multi_processor_count} SMs, torch {torch.__version__}")
 
     tile_choices = [t for t in opts.tiles.split(",") if t] or [""]
-    header = (f"{'D':>4} {'causal':>6} {'seqlen':>6} {'batch':>5} {'tiles':>10} "
+    header = (f"{'D':>4} {'causal':>6} {'seqlen':>6} {'batch':>5} {'tiles':>16} "
               f"{'tileattn':>9} {'flash':>7} {'cudnn':>7} {'vs flash':>8} {'vs cudnn':>8} "
               f"{'max err':>8}")
     print("TFLOP/s (median of %d after %d warm-up runs)" % (opts.repeats, opts.warmup))
@@ -157,9 +157,11 @@ def main():
                     t_ta = tflops(time_ms(run_tileattn, *timing))
                     plan = ctypes.create_string_buffer(512)
                     lib.tileattn_cuda_describe_plan(ctypes.byref(a), plan, 512)
-                    m = re.search(r"tiles (\d+) x (\d+).*?(\d+) warps", plan.value.decode())
-                    label = f"{m[1]}x{m[2]}x{m[3]}" if m else "?"
-                    line = (f"{d:>4} {str(causal):>6} {s:>6} {b:>5} {label:>10} {t_ta:>9.1f} "
+                    m = re.search(r"-wide (\S+) kernel, tiles (\d+) x (\d+).*?(\d+) warps",
+                                  plan.value.decode())
+                    engine = {"mma.sync": "mma"}.get(m[1], m[1]) if m else ""
+                    label = f"{m[2]}x{m[3]}x{m[4]}:{engine}" if m else "?"
+                    line = (f"{d:>4} {str(causal):>6} {s:>6} {b:>5} {label:>16} {t_ta:>9.1f} "
                             f"{t_flash:>7.1f} {t_cudnn:>7.1f} {t_ta / t_flash:>8.2f} "
                             f"{t_ta / t_cudnn:>8.2f} {err:>8.4f}")
                     print(line, flush=True)

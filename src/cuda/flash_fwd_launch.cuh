@@ -52,7 +52,8 @@ cudaError_t ta_cuda_fwd_dispatch(const ta_desc &d, const tileattn_forward_args &
                                  cudaStream_t stream) {
 #define TA_CUDA_LAUNCH_IF(hd, bq, bk, w, e)                                                        \
     if constexpr (hd == kHd) {                                                                     \
-        if (d.block_q == bq && d.block_k == bk && d.num_threads == 32 * w) {                       \
+        if (d.block_q == bq && d.block_k == bk && d.num_threads == 32 * w &&                       \
+            d.gpu_engine == TA_CUDA_ENGINE_##e) {                                                  \
             if (d.dtype == TILEATTN_BF16)                                                          \
                 return ta_cuda_launch<                                                             \
                     ta_cuda_kernel_of<TA_CUDA_ENGINE_##e, hd, bq, bk, w, __nv_bfloat16>>(d, a,     \

@@ -16,8 +16,10 @@
  *   O_i /= l_i, LSE
  *
  * The softmax of one tile thus runs while the tensor cores multiply the
- * previous one (FlashAttention-3's intra-warpgroup overlap), and the 2 or 3
- * warpgroups of a block, sharing its K/V tiles, fill each other's gaps.
+ * previous one (FlashAttention-3's intra-warpgroup overlap). A block has one
+ * or two warpgroups sharing its K/V tiles; with one, two blocks fit a
+ * multiprocessor and fill each other's gaps (one's loads and epilogue, the
+ * other's products).
  */
 #ifndef TILEATTN_CUDA_FLASH_FWD_WGMMA_KERNEL_CUH
 #define TILEATTN_CUDA_FLASH_FWD_WGMMA_KERNEL_CUH

@@ -88,7 +88,7 @@ struct ta_cuda_wgmma_traits {
 
     static_assert(kNWarps % 4 == 0 && kBlockM == 64 * kWarpgroups, "64 query rows per warpgroup");
     static_assert(kHeadDim % 64 == 0, "whole 128-byte swizzle blocks");
-    static_assert(kBlockN == 128, "S = Q K^T is instantiated as m64n128 only");
+    static_assert(kBlockN == 64 || kBlockN == 128, "S = Q K^T is instantiated as m64n64, m64n128");
     static_assert(sizeof(Element) == 2, "16-bit inputs only");
 };
 

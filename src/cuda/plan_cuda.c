@@ -90,17 +90,24 @@ static int engine_runs_on(ta_cuda_engine engine, ta_cuda_device dev) {
     return engine == TA_CUDA_ENGINE_MMA || dev.cc == 90;
 }
 
-/* TILEATTN_CUDA_TILES="BQxBKxWARPS" forces a configuration (for tuning). */
+static const char *engine_name(ta_cuda_engine engine) {
+    return engine == TA_CUDA_ENGINE_WGMMA ? "wgmma" : "mma";
+}
+
+/* TILEATTN_CUDA_TILES="BQxBKxWARPS:ENGINE" forces a configuration (for
+ * tuning); ENGINE is mma or wgmma, and without it the first listed match. */
 static tileattn_status forced_config(int head_dim, ta_cuda_device dev, const cuda_config **out,
                                      char *why, size_t why_len) {
     const char *env = getenv("TILEATTN_CUDA_TILES");
     *out = NULL;
     if (!env || !*env) return TILEATTN_OK;
-    int bq, bk, w;
-    if (sscanf(env, "%dx%dx%d", &bq, &bk, &w) == 3)
+    int bq, bk, w, end = 0;
+    if (sscanf(env, "%dx%dx%d%n", &bq, &bk, &w, &end) == 3)
         for (int c = 0; c < NUM_CONFIGS; c++)
             if (configs[c].head_dim == head_dim && configs[c].block_q == bq &&
-                configs[c].block_k == bk && configs[c].warps == w) {
+                configs[c].block_k == bk && configs[c].warps == w &&
+                (env[end] == '\0' ||
+                 (env[end] == ':' && !strcmp(env + end + 1, engine_name(configs[c].engine))))) {
                 if (!engine_runs_on(configs[c].engine, dev))
                     return fail(TILEATTN_ERR_UNSUPPORTED, why, why_len,
                                 "TILEATTN_CUDA_TILES=%s is a wgmma kernel, which needs compute "
@@ -114,32 +121,31 @@ static tileattn_status forced_config(int head_dim, ta_cuda_device dev, const cud
                 head_dim);
 }
 
-static const cuda_config *find_config(int head_dim, int block_q, int block_k, int warps) {
+static const cuda_config *find_config(int head_dim, int block_q, int block_k, int warps,
+                                      ta_cuda_engine engine) {
     for (int c = 0; c < NUM_CONFIGS; c++)
         if (configs[c].head_dim == head_dim && configs[c].block_q == block_q &&
-            configs[c].block_k == block_k && configs[c].warps == warps)
+            configs[c].block_k == block_k && configs[c].warps == warps &&
+            configs[c].engine == engine)
             return &configs[c];
     return NULL;
-}
-
-ta_cuda_engine ta_cuda_desc_engine(const ta_desc *d) {
-    const cuda_config *c = find_config(ta_cuda_kernel_head_dim(d->head_dim), (int)d->block_q,
-                                       (int)d->block_k, d->num_threads / 32);
-    return c ? c->engine : TA_CUDA_ENGINE_MMA;
 }
 
 /* The default choice; the measurements behind it are in bench/cuda/NOTES.md. */
 static const cuda_config *default_config(const ta_desc *d, int head_dim, ta_cuda_device dev) {
     int masked = d->window_left >= 0 || d->window_right >= 0;
-    /* On Hopper, wgmma wins everywhere but short masked sequences at
-     * D = 64, where the 64-row mma.sync tiles waste less of the diagonal.
-     * Three warpgroups (192 query rows) share each K/V tile better at
-     * D = 64 without a mask from 2048 rows on, and lose under one (more of
-     * the diagonal wasted). Measured on an H200, bench/cuda/NOTES.md runs 7-8. */
-    if (head_dim <= 128 && engine_runs_on(TA_CUDA_ENGINE_WGMMA, dev) &&
-        !(head_dim == 64 && masked && d->seqlen_q < 2048)) {
-        if (head_dim == 64 && !masked && d->seqlen_q >= 2048) return find_config(64, 192, 128, 12);
-        return find_config(head_dim, 128, 128, 8);
+    /* On Hopper, wgmma. One warpgroup of 64 query rows per block (two or
+     * more blocks share a multiprocessor, so one's loads and epilogue
+     * overlap another's products) with 128-key tiles at D = 64, and 64-key
+     * tiles for short masked problems, which waste less of the diagonal; at
+     * D = 128 two warpgroups per block, except short masked problems.
+     * Measured on an H200, bench/cuda/NOTES.md runs 10-11. */
+    if (head_dim <= 128 && engine_runs_on(TA_CUDA_ENGINE_WGMMA, dev)) {
+        if (head_dim == 64)
+            return find_config(64, 64, masked && d->seqlen_q < 2048 ? 64 : 128, 4,
+                               TA_CUDA_ENGINE_WGMMA);
+        if (masked && d->seqlen_q <= 2048) return find_config(128, 64, 64, 4, TA_CUDA_ENGINE_WGMMA);
+        return find_config(128, 128, 128, 8, TA_CUDA_ENGINE_WGMMA);
     }
     int sm_count = dev.sm_count;
     int64_t heads = d->batch * d->heads_q;
@@ -152,10 +158,12 @@ static const cuda_config *default_config(const ta_desc *d, int head_dim, ta_cuda
      * everything else, by 10-40%. */
     int enough = big_tiles >= 2 * (int64_t)(sm_count > 0 ? sm_count : 1);
     if (head_dim == 64)
-        return find_config(64, enough && (!masked || d->seqlen_q >= 4096) ? 128 : 64, 64, 4);
+        return find_config(64, enough && (!masked || d->seqlen_q >= 4096) ? 128 : 64, 64, 4,
+                           TA_CUDA_ENGINE_MMA);
     if (head_dim == 128)
-        return find_config(128, enough && (!masked || d->seqlen_q >= 1024) ? 128 : 64, 64, 4);
-    return find_config(256, 64, 32, 4);
+        return find_config(128, enough && (!masked || d->seqlen_q >= 1024) ? 128 : 64, 64, 4,
+                           TA_CUDA_ENGINE_MMA);
+    return find_config(256, 64, 32, 4, TA_CUDA_ENGINE_MMA);
 }
 
 tileattn_status ta_plan_cuda(const tileattn_forward_args *args, ta_cuda_device dev, ta_desc *desc,
@@ -176,6 +184,7 @@ tileattn_status ta_plan_cuda(const tileattn_forward_args *args, ta_cuda_device d
     d.block_q = c->block_q;
     d.block_k = c->block_k;
     d.num_threads = 32 * c->warps;
+    d.gpu_engine = c->engine;
     d.num_q_tiles = (d.seqlen_q + d.block_q - 1) / d.block_q;
     d.num_work = d.batch * d.heads_q * d.num_q_tiles;
     d.workspace_floats = 0; /* registers and shared memory only */

@@ -26,16 +26,17 @@ typedef enum ta_cuda_engine { TA_CUDA_ENGINE_MMA = 0, TA_CUDA_ENGINE_WGMMA = 1 }
  * engine). Smaller head dimensions run on the next larger instantiation,
  * zero-padded. Only these compile (CI builds them on two cores, so each
  * entry costs minutes); the planner picks among them and
- * TILEATTN_CUDA_TILES may force one ("BQxBKxWARPS", e.g. "128x64x4"; the
- * triple names one entry). */
+ * TILEATTN_CUDA_TILES may force one ("BQxBKxWARPS:ENGINE", e.g.
+ * "128x64x4:mma"). */
 #define TA_CUDA_FWD_CONFIGS(X)                                                                     \
     X(64, 64, 64, 4, MMA)                                                                          \
     X(64, 128, 64, 4, MMA)                                                                         \
-    X(64, 128, 128, 8, WGMMA)                                                                      \
-    X(64, 192, 128, 12, WGMMA)                                                                     \
+    X(64, 64, 64, 4, WGMMA)                                                                        \
+    X(64, 64, 128, 4, WGMMA)                                                                       \
     X(128, 64, 64, 4, MMA)                                                                         \
     X(128, 128, 64, 4, MMA)                                                                        \
     X(128, 128, 64, 8, MMA)                                                                        \
+    X(128, 64, 64, 4, WGMMA)                                                                       \
     X(128, 128, 128, 8, WGMMA)                                                                     \
     X(256, 64, 32, 4, MMA)                                                                         \
     X(256, 128, 32, 8, MMA)
@@ -61,8 +62,10 @@ size_t ta_cuda_smem_bytes(int64_t kernel_head_dim, int64_t block_q, int64_t bloc
 tileattn_status ta_plan_cuda(const tileattn_forward_args *args, ta_cuda_device dev, ta_desc *desc,
                              char *why, size_t why_len);
 
-/* The kernel a planned description runs on. */
-ta_cuda_engine ta_cuda_desc_engine(const ta_desc *desc);
+/* The kernel family a planned description runs on. */
+static inline ta_cuda_engine ta_cuda_desc_engine(const ta_desc *desc) {
+    return (ta_cuda_engine)desc->gpu_engine;
+}
 
 #ifdef __cplusplus
 }

@@ -149,6 +149,16 @@ __device__ __forceinline__ void ta_wgmma_ss<__half, 128>(float (&d)[16][4], uint
     TA_WGMMA_SS(128, "f16", TA_REGS_N128, TA_ACC_N128(d), "%64", "%65", "%66");
 }
 template <>
+__device__ __forceinline__ void ta_wgmma_ss<__nv_bfloat16, 64>(float (&d)[8][4], uint64_t desc_a,
+                                                               uint64_t desc_b, int accumulate) {
+    TA_WGMMA_SS(64, "bf16", TA_REGS_N64, TA_ACC_N64(d), "%32", "%33", "%34");
+}
+template <>
+__device__ __forceinline__ void ta_wgmma_ss<__half, 64>(float (&d)[8][4], uint64_t desc_a,
+                                                        uint64_t desc_b, int accumulate) {
+    TA_WGMMA_SS(64, "f16", TA_REGS_N64, TA_ACC_N64(d), "%32", "%33", "%34");
+}
+template <>
 __device__ __forceinline__ void
 ta_wgmma_rs<__nv_bfloat16, 128>(float (&d)[16][4], const unsigned (&a)[4], uint64_t desc_b) {
     TA_WGMMA_RS(128, "bf16", TA_REGS_N128, TA_ACC_N128(d), "%64", "%65", "%66", "%67", "%68",

@@ -362,14 +362,15 @@ int main(void) {
 
     /* Every instantiated kernel, forced through TILEATTN_CUDA_TILES (the
      * grid above runs the planner's choices only). */
-    static const int configs[][4] = {
-#define TEST_CONFIG(hd, bq, bk, w, e) {hd, bq, bk, w},
+    static const int configs[][5] = {
+#define TEST_CONFIG(hd, bq, bk, w, e) {hd, bq, bk, w, TA_CUDA_ENGINE_##e},
         TA_CUDA_FWD_CONFIGS(TEST_CONFIG)
 #undef TEST_CONFIG
     };
     for (size_t k = 0; k < sizeof configs / sizeof configs[0]; k++) {
         char tiles[64];
-        snprintf(tiles, sizeof tiles, "%dx%dx%d", configs[k][1], configs[k][2], configs[k][3]);
+        snprintf(tiles, sizeof tiles, "%dx%dx%d:%s", configs[k][1], configs[k][2], configs[k][3],
+                 configs[k][4] == TA_CUDA_ENGINE_WGMMA ? "wgmma" : "mma");
         setenv("TILEATTN_CUDA_TILES", tiles, 1);
         printf("-- TILEATTN_CUDA_TILES=%s, head dim %d kernel\n", tiles, configs[k][0]);
         if (!config_runs_here(configs[k][0])) { /* a wgmma kernel on a GPU other than sm_90 */
