@@ -88,9 +88,9 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1)
 
     /* Q (A, K-major): this warpgroup's 64 rows; k step ks is 32 bytes into
      * the row of block ks / 4. K (B, K-major) likewise over kBlockN rows.
-     * V (B, MN-major): k step ks is rows 16 ks .. 16 ks + 15. */
-    /* Offsets only change a descriptor's low bits (the address in 16-byte
-     * units), so each is one base plus a constant: fewer live registers. */
+     * V (B, MN-major): k step ks is rows 16 ks .. 16 ks + 15. Offsets only
+     * change a descriptor's low bits (the address in 16-byte units), so each
+     * is one base plus a constant: fewer live registers. */
     const uint64_t desc_q0 = ta_wgmma_desc(q_addr + warpgroup * 64 * 128, 16, 1024);
     const uint64_t desc_k0 = ta_wgmma_desc(k_addr, 16, 1024);
     const uint64_t desc_v0 = ta_wgmma_desc(v_addr, kBlockN * 128, 1024);
