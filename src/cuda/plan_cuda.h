@@ -24,8 +24,8 @@ typedef enum ta_cuda_engine { TA_CUDA_ENGINE_MMA = 0, TA_CUDA_ENGINE_WGMMA = 1 }
 
 /* Every instantiated forward kernel, as X(head_dim, block_q, block_k, warps,
  * engine). Smaller head dimensions run on the next larger instantiation,
- * zero-padded. Only these compile (CI builds them on two cores, so each
- * entry costs minutes); the planner picks among them and
+ * zero-padded. Only these compile (each entry is nvcc time for every
+ * target, in CI on two cores); the planner picks among them and
  * TILEATTN_CUDA_TILES may force one ("BQxBKxWARPS:ENGINE", e.g.
  * "128x64x4:mma"). */
 #define TA_CUDA_FWD_CONFIGS(X)                                                                     \
