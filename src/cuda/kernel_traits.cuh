@@ -74,8 +74,8 @@ struct ta_cuda_wgmma_traits {
     static constexpr int kKStepsPV = kBlockN / 16;
 
     /* Issue the next tiles' cp.async loads after a key tile's products
-     * rather than before: measured on an H200, +3-10% at D = 128, -2-4% at
-     * D = 64 (bench/cuda/NOTES.md run 8). */
+     * rather than before: measured on an H200, +1-10% at D = 128, -4% to +1%
+     * at D = 64 (bench/cuda/NOTES.md run 8). */
     static constexpr bool kLoadAfterIssue = kHeadDim >= 128;
 
     static constexpr int kColBlocks = kHeadDim / 64; /* 128-byte swizzle blocks per row */
