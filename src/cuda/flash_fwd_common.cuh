@@ -132,6 +132,18 @@ ta_init_rows(const ta_desc &d, const tileattn_forward_args &a, const ta_block_pr
         }
 }
 
+/* Sets MMA accumulators (kMTiles x kNTiles tiles of 4 floats) to 0. */
+template <int kMTiles, int kNTiles>
+__device__ __forceinline__ void ta_zero_accumulators(float (&acc)[kMTiles][kNTiles][4]) {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+                acc[mt][nt][c] = 0.0f;
+}
+
 /* ---- One key tile's softmax step, on S in registers. ---- */
 
 /* Score modifications and the mask, in the order tileattn.h defines: scale,

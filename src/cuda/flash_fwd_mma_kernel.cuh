@@ -153,21 +153,19 @@ __global__ void __launch_bounds__(Traits::kNThreads)
     float row_max[kMTiles][2], row_sum[kMTiles][2];
     ta_init_rows(d, a, p, h, lane, row_max, row_sum);
     float acc_o[kMTiles][Traits::kNTilesO][4];
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-        for (int nt = 0; nt < Traits::kNTilesO; nt++)
-#pragma unroll
-            for (int c = 0; c < 4; c++)
-                acc_o[mt][nt][c] = 0.0f;
+    ta_zero_accumulators(acc_o);
 
+    /* The K and V tile of keys j .. j + kBlockN - 1 into one stage. */
+    auto load_kv = [&](int stage, int64_t j) {
+        const int n = ta_tile_keys<kBlockN>(p.last_key, j);
+        ta_load_tile<Traits, kBlockN>(s_k + stage * Traits::kSmemKVElems,
+                                      p.k_head + j * d.k_stride[1], d.k_stride[1], n, head_dim);
+        ta_load_tile<Traits, kBlockN>(s_v + stage * Traits::kSmemKVElems,
+                                      p.v_head + j * d.v_stride[1], d.v_stride[1], n, head_dim);
+    };
     if (p.num_tiles > 0) { /* a block whose rows see no key only writes zeros */
         ta_load_tile<Traits, kBlockM>(s_q, p.q, d.q_stride[1], p.m, head_dim);
-        const int n0 = ta_tile_keys<kBlockN>(p.last_key, p.first_key);
-        ta_load_tile<Traits, kBlockN>(s_k, p.k_head + p.first_key * d.k_stride[1], d.k_stride[1],
-                                      n0, head_dim);
-        ta_load_tile<Traits, kBlockN>(s_v, p.v_head + p.first_key * d.v_stride[1], d.v_stride[1],
-                                      n0, head_dim);
+        load_kv(0, p.first_key);
     }
     ta_cp_async_commit();
 
@@ -179,16 +177,7 @@ __global__ void __launch_bounds__(Traits::kNThreads)
 
         /* Prefetch the next K/V tile into the other stage, then wait for
          * this one (and for Q, committed with the first tile). */
-        if (tile + 1 < p.num_tiles) {
-            const int64_t j1 = j0 + kBlockN;
-            const int n1 = ta_tile_keys<kBlockN>(p.last_key, j1);
-            ta_load_tile<Traits, kBlockN>(s_k + (stage ^ 1) * Traits::kSmemKVElems,
-                                          p.k_head + j1 * d.k_stride[1], d.k_stride[1], n1,
-                                          head_dim);
-            ta_load_tile<Traits, kBlockN>(s_v + (stage ^ 1) * Traits::kSmemKVElems,
-                                          p.v_head + j1 * d.v_stride[1], d.v_stride[1], n1,
-                                          head_dim);
-        }
+        if (tile + 1 < p.num_tiles) load_kv(stage ^ 1, j0 + kBlockN);
         ta_cp_async_commit();
         ta_cp_async_wait<1>();
         __syncthreads();
@@ -209,13 +198,7 @@ __global__ void __launch_bounds__(Traits::kNThreads)
 
             /* S = Q K^T. Padded head dimensions (zeros) are skipped. */
             float acc_s[kMTiles][Traits::kNTilesS][4];
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-                for (int nt = 0; nt < Traits::kNTilesS; nt++)
-#pragma unroll
-                    for (int c = 0; c < 4; c++)
-                        acc_s[mt][nt][c] = 0.0f;
+            ta_zero_accumulators(acc_s);
 #pragma unroll
             for (int ks = 0; ks < Traits::kKStepsQK; ks++) {
                 if (ks * 16 >= head_dim) break;

@@ -108,31 +108,22 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1)
     float row_max[1][2], row_sum[1][2];
     ta_init_rows(d, a, p, h, lane, row_max, row_sum);
     float acc_o[1][kNTilesO][4];
-#pragma unroll
-    for (int nt = 0; nt < kNTilesO; nt++)
-#pragma unroll
-        for (int c = 0; c < 4; c++)
-            acc_o[0][nt][c] = 0.0f;
+    ta_zero_accumulators(acc_o);
 
     /* Key tile t lives in stage t % 2 of K and of V. Iteration t multiplies
      * P_t V_t while the tensor cores also compute S_{t+1} = Q K_{t+1}^T, and
      * the softmax of S_{t+1} runs while P_t V_t is still in flight. So K
      * runs one tile ahead of V: iteration t reads K_{t+1} and V_t, and loads
      * K_{t+2} and V_{t+1} into the stages that K_t and V_{t-1} left. */
-    auto load_k = [&](int t) {
+    auto load_tile = [&](Element *stages, const Element *head, int64_t row_stride, int t) {
         const int64_t j = p.first_key + (int64_t)t * kBlockN;
         if (t < p.num_tiles)
-            ta_load_tile_sw128<Traits, kBlockN>(s_k + (t & 1) * Traits::kSmemKVElems,
-                                                p.k_head + j * d.k_stride[1], d.k_stride[1],
+            ta_load_tile_sw128<Traits, kBlockN>(stages + (t & 1) * Traits::kSmemKVElems,
+                                                head + j * row_stride, row_stride,
                                                 ta_tile_keys<kBlockN>(p.last_key, j), head_dim);
     };
-    auto load_v = [&](int t) {
-        const int64_t j = p.first_key + (int64_t)t * kBlockN;
-        if (t < p.num_tiles)
-            ta_load_tile_sw128<Traits, kBlockN>(s_v + (t & 1) * Traits::kSmemKVElems,
-                                                p.v_head + j * d.v_stride[1], d.v_stride[1],
-                                                ta_tile_keys<kBlockN>(p.last_key, j), head_dim);
-    };
+    auto load_k = [&](int t) { load_tile(s_k, p.k_head, d.k_stride[1], t); };
+    auto load_v = [&](int t) { load_tile(s_v, p.v_head, d.v_stride[1], t); };
     /* S = Q K_t^T, issued (the first k step overwrites the accumulators). */
     auto issue_qk = [&](float(&acc)[kNTilesS][4], int t) {
 #pragma unroll
@@ -162,12 +153,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1)
         ta_cp_async_wait<1>(); /* Q and K_0 */
         ta_fence_async_shared();
         __syncthreads();
-
-#pragma unroll
-        for (int nt = 0; nt < kNTilesS; nt++)
-#pragma unroll
-            for (int c = 0; c < 4; c++)
-                acc_s[0][nt][c] = 0.0f;
+        ta_zero_accumulators(acc_s);
         ta_wgmma_fence();
         issue_qk(acc_s[0], 0);
         ta_wgmma_wait<0>();
@@ -184,15 +170,6 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1)
         for (int ks = 0; ks < Traits::kKStepsPV; ks++)
             ta_wgmma_rs<Element, kHeadDim>(acc_o[0], p_frag[ks], desc_v(t & 1, ks));
         ta_wgmma_commit();
-    };
-    /* wgmma reads P's registers after it is issued: they stay live, and
-     * unchanged, until the wait. */
-    auto keep_p_until_here = [&]() {
-#pragma unroll
-        for (int ks = 0; ks < Traits::kKStepsPV; ks++)
-#pragma unroll
-            for (int c = 0; c < 4; c++)
-                asm volatile("" : "+r"(p_frag[ks][c])::"memory");
     };
 
     /* Every tile but the last. No branch may separate an issue from its
@@ -222,7 +199,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1)
         softmax(acc_s, tile + 1, alpha);
         ta_wgmma_wait<0>();
         ta_wgmma_fence_operands(acc_o[0]);
-        keep_p_until_here();
+        ta_wgmma_fence_operands(p_frag); /* P was read until the wait */
         ta_rescale_o(acc_o, alpha);
 #pragma unroll
         for (int ks = 0; ks < Traits::kKStepsPV; ks++)
@@ -236,7 +213,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1)
         issue_pv(p.num_tiles - 1);
         ta_wgmma_wait<0>();
         ta_wgmma_fence_operands(acc_o[0]);
-        keep_p_until_here();
+        ta_wgmma_fence_operands(p_frag); /* P was read until the wait */
     }
 
     ta_write_output(d, a, p, h, b, warp_row0, lane, acc_o, row_max, row_sum);

@@ -88,6 +88,17 @@ __device__ __forceinline__ void ta_wgmma_fence_operands(float (&acc)[kNTiles][4]
             asm volatile("" : "+f"(acc[t][c])::"memory");
 }
 
+/* The same for A fragments in registers (P in O += P V): wgmma reads them
+ * after it is issued, so they must stay live and unchanged until the wait. */
+template <int kNFrags>
+__device__ __forceinline__ void ta_wgmma_fence_operands(unsigned (&frag)[kNFrags][4]) {
+#pragma unroll
+    for (int f = 0; f < kNFrags; f++)
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+            asm volatile("" : "+r"(frag[f][c])::"memory");
+}
+
 /* The accumulator operands, 4 per 8-column tile. */
 #define TA_ACC4(d, t) "+f"(d[t][0]), "+f"(d[t][1]), "+f"(d[t][2]), "+f"(d[t][3])
 #define TA_ACC_N64(d)                                                                              \
@@ -138,48 +149,35 @@ __device__ __forceinline__ void ta_wgmma_rs(float (&d)[kN / 8][4], const unsigne
 #define TA_WGMMA_RS(...) __trap()
 #endif
 
-template <>
-__device__ __forceinline__ void ta_wgmma_ss<__nv_bfloat16, 128>(float (&d)[16][4], uint64_t desc_a,
-                                                                uint64_t desc_b, int accumulate) {
-    TA_WGMMA_SS(128, "bf16", TA_REGS_N128, TA_ACC_N128(d), "%64", "%65", "%66");
-}
-template <>
-__device__ __forceinline__ void ta_wgmma_ss<__half, 128>(float (&d)[16][4], uint64_t desc_a,
-                                                         uint64_t desc_b, int accumulate) {
-    TA_WGMMA_SS(128, "f16", TA_REGS_N128, TA_ACC_N128(d), "%64", "%65", "%66");
-}
-template <>
-__device__ __forceinline__ void ta_wgmma_ss<__nv_bfloat16, 64>(float (&d)[8][4], uint64_t desc_a,
-                                                               uint64_t desc_b, int accumulate) {
-    TA_WGMMA_SS(64, "bf16", TA_REGS_N64, TA_ACC_N64(d), "%32", "%33", "%34");
-}
-template <>
-__device__ __forceinline__ void ta_wgmma_ss<__half, 64>(float (&d)[8][4], uint64_t desc_a,
-                                                        uint64_t desc_b, int accumulate) {
-    TA_WGMMA_SS(64, "f16", TA_REGS_N64, TA_ACC_N64(d), "%32", "%33", "%34");
-}
-template <>
-__device__ __forceinline__ void
-ta_wgmma_rs<__nv_bfloat16, 128>(float (&d)[16][4], const unsigned (&a)[4], uint64_t desc_b) {
-    TA_WGMMA_RS(128, "bf16", TA_REGS_N128, TA_ACC_N128(d), "%64", "%65", "%66", "%67", "%68",
-                "%69");
-}
-template <>
-__device__ __forceinline__ void ta_wgmma_rs<__half, 128>(float (&d)[16][4], const unsigned (&a)[4],
-                                                         uint64_t desc_b) {
-    TA_WGMMA_RS(128, "f16", TA_REGS_N128, TA_ACC_N128(d), "%64", "%65", "%66", "%67", "%68", "%69");
-}
-template <>
-__device__ __forceinline__ void
-ta_wgmma_rs<__nv_bfloat16, 64>(float (&d)[8][4], const unsigned (&a)[4], uint64_t desc_b) {
-    TA_WGMMA_RS(64, "bf16", TA_REGS_N64, TA_ACC_N64(d), "%32", "%33", "%34", "%35", "%36", "%37");
-}
-template <>
-__device__ __forceinline__ void ta_wgmma_rs<__half, 64>(float (&d)[8][4], const unsigned (&a)[4],
-                                                        uint64_t desc_b) {
-    TA_WGMMA_RS(64, "f16", TA_REGS_N64, TA_ACC_N64(d), "%32", "%33", "%34", "%35", "%36", "%37");
-}
+/* The four instructions (S as m64n128 or m64n64, O as m64n128 or m64n64)
+ * for one 16-bit input type, TYPE its PTX name. */
+#define TA_WGMMA_FOR(Element, TYPE)                                                                \
+    template <>                                                                                    \
+    __device__ __forceinline__ void ta_wgmma_ss<Element, 128>(float(&d)[16][4], uint64_t desc_a,   \
+                                                              uint64_t desc_b, int accumulate) {   \
+        TA_WGMMA_SS(128, TYPE, TA_REGS_N128, TA_ACC_N128(d), "%64", "%65", "%66");                 \
+    }                                                                                              \
+    template <>                                                                                    \
+    __device__ __forceinline__ void ta_wgmma_ss<Element, 64>(float(&d)[8][4], uint64_t desc_a,     \
+                                                             uint64_t desc_b, int accumulate) {    \
+        TA_WGMMA_SS(64, TYPE, TA_REGS_N64, TA_ACC_N64(d), "%32", "%33", "%34");                    \
+    }                                                                                              \
+    template <>                                                                                    \
+    __device__ __forceinline__ void ta_wgmma_rs<Element, 128>(                                     \
+        float(&d)[16][4], const unsigned(&a)[4], uint64_t desc_b) {                                \
+        TA_WGMMA_RS(128, TYPE, TA_REGS_N128, TA_ACC_N128(d), "%64", "%65", "%66", "%67", "%68",    \
+                    "%69");                                                                        \
+    }                                                                                              \
+    template <>                                                                                    \
+    __device__ __forceinline__ void ta_wgmma_rs<Element, 64>(                                      \
+        float(&d)[8][4], const unsigned(&a)[4], uint64_t desc_b) {                                 \
+        TA_WGMMA_RS(64, TYPE, TA_REGS_N64, TA_ACC_N64(d), "%32", "%33", "%34", "%35", "%36",       \
+                    "%37");                                                                        \
+    }
+TA_WGMMA_FOR(__nv_bfloat16, "bf16")
+TA_WGMMA_FOR(__half, "f16")
 
+#undef TA_WGMMA_FOR
 #undef TA_WGMMA_SS
 #undef TA_WGMMA_RS
 #undef TA_ACC4
