@@ -33,11 +33,11 @@ for f in sorted(glob.glob(sys.argv[1] + "/bench-*.txt")):
     for line in open(f):
         w = line.split()
         if len(w) > 6 and w[0].isdigit():
-            runs[(w[0], w[1], w[2], v)].append(float(w[5]))
-shapes = sorted({k[:3] for k in runs}, key=lambda k: (int(k[0]), k[1], int(k[2])))
-print("   D causal seqlen   a (TFLOP/s)     b (TFLOP/s)     best b / best a")
+            runs[(w[0], w[1], w[2], w[4], v)].append(float(w[5]))
+shapes = sorted({k[:4] for k in runs}, key=lambda k: (int(k[0]), k[1], int(k[2]), k[3]))
+print("   D causal seqlen            tiles   a (TFLOP/s)     b (TFLOP/s)     best b / best a")
 for k in shapes:
     a, b = runs[k + ("a",)], runs[k + ("b",)]
-    print(f"{k[0]:>4} {k[1]:>6} {k[2]:>6}  {' '.join(f'{x:6.1f}' for x in a)}  "
+    print(f"{k[0]:>4} {k[1]:>6} {k[2]:>6} {k[3]:>16}  {' '.join(f'{x:6.1f}' for x in a)}  "
           f"{' '.join(f'{x:6.1f}' for x in b)}  {max(b) / max(a):6.3f}")
 PY

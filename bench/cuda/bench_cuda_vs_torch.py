@@ -80,6 +80,7 @@ def main():
     parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--causal", choices=("both", "yes", "no"), default="both")
     parser.add_argument("--tiles", default="", help="comma-separated TILEATTN_CUDA_TILES values to compare ('default': the planner's)")
     opts = parser.parse_args()
 
@@ -103,7 +104,7 @@ def main():
     rows = []
     torch.manual_seed(0)
     for d in [int(x) for x in opts.dims.split(",")]:
-        for causal in (False, True):
+        for causal in {"both": (False, True), "yes": (True,), "no": (False,)}[opts.causal]:
             for s in [int(x) for x in opts.seqlens.split(",")]:
                 b, h = max(1, opts.tokens // s), opts.hidden // d
                 q, k, v = (torch.randn(b, s, h, d, device="cuda", dtype=torch.bfloat16)
