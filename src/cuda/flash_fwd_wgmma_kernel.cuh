@@ -56,7 +56,7 @@ ta_load_tile_sw128(typename Traits::Element *smem, const typename Traits::Elemen
 }
 
 template <typename Traits>
-__global__ void __launch_bounds__(Traits::kNThreads, 1)
+__global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocksPerSm)
     ta_cuda_fwd_wgmma_kernel(const ta_desc d, const tileattn_forward_args a) {
 #if TA_WGMMA_ENABLED
     using Element = typename Traits::Element;

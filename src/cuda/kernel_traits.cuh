@@ -78,6 +78,15 @@ struct ta_cuda_wgmma_traits {
      * at D = 64 (bench/cuda/NOTES.md run 8). */
     static constexpr bool kLoadAfterIssue = kHeadDim >= 128;
 
+    /* Blocks per multiprocessor ptxas must leave registers for. At D = 64
+     * with 64 x 64 tiles, three (at most 168 registers, no spills; 173
+     * otherwise, which fits two): measured on an H200, causal, +13% to +20%
+     * at seqlen 512-4096 (bench/cuda/NOTES.md run 12). Not the others: at
+     * D = 128, 64 x 64 tiles spill at 168 registers and three blocks' 81 KB
+     * of shared memory exceed a multiprocessor's 228 KB; 128-key tiles need
+     * 254 registers. */
+    static constexpr int kMinBlocksPerSm = (kHeadDim == 64 && kBlockN == 64) ? 3 : 1;
+
     static constexpr int kColBlocks = kHeadDim / 64; /* 128-byte swizzle blocks per row */
     static constexpr int kStages = 2;
     static constexpr int kSmemQElems = kBlockM * kHeadDim;

@@ -139,10 +139,10 @@ static const cuda_config *default_config(const ta_desc *d, int head_dim, ta_cuda
      * overlap another's products) with 128-key tiles at D = 64, and 64-key
      * tiles for short masked problems, which waste less of the diagonal; at
      * D = 128 two warpgroups per block, except short masked problems.
-     * Measured on an H200, bench/cuda/NOTES.md runs 10-11. */
+     * Measured on an H200, bench/cuda/NOTES.md runs 10-12. */
     if (head_dim <= 128 && engine_runs_on(TA_CUDA_ENGINE_WGMMA, dev)) {
         if (head_dim == 64)
-            return find_config(64, 64, masked && d->seqlen_q < 2048 ? 64 : 128, 4,
+            return find_config(64, 64, masked && d->seqlen_q <= 2048 ? 64 : 128, 4,
                                TA_CUDA_ENGINE_WGMMA);
         if (masked && d->seqlen_q <= 2048) return find_config(128, 64, 64, 4, TA_CUDA_ENGINE_WGMMA);
         return find_config(128, 128, 128, 8, TA_CUDA_ENGINE_WGMMA);
