@@ -1,7 +1,10 @@
 /*
  * The AVX-512 vector vocabulary (ggml's habit): the few operations the
  * shared kernel bodies in ../common/ are written in, mapped onto zmm
- * registers. Compiled only into ta_simd_avx512*, with AVX-512 flags.
+ * registers. The forward's kernels include it in ta_simd_avx512*, compiled
+ * with AVX-512 flags; each function also carries that target as an
+ * attribute, so that the backward and decoding kernels (src/, compiled for
+ * the baseline ISA) share this vocabulary and vf_exp.
  */
 #ifndef TILEATTN_VEC_AVX512_H
 #define TILEATTN_VEC_AVX512_H
@@ -12,58 +15,64 @@
 #define TA_ISA(name) name##_avx512
 #define VF_LANES     16
 
+/* Every function of the vocabulary: inlined, and compiled for the ISA even
+ * where the including file is not. */
+#define TA_VEC_FN                                                                                  \
+    static inline                                                                                  \
+        __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+
 typedef __m512 vf;
 typedef __m512i vi;
 
-static inline vf vf_zero(void) {
+TA_VEC_FN vf vf_zero(void) {
     return _mm512_setzero_ps();
 }
-static inline vf vf_set1(float x) {
+TA_VEC_FN vf vf_set1(float x) {
     return _mm512_set1_ps(x);
 }
-static inline vf vf_load(const float *p) {
+TA_VEC_FN vf vf_load(const float *p) {
     return _mm512_loadu_ps(p);
 }
-static inline void vf_store(float *p, vf v) {
+TA_VEC_FN void vf_store(float *p, vf v) {
     _mm512_storeu_ps(p, v);
 }
-static inline __mmask16 vf_mask_n(int64_t n) {
+TA_VEC_FN __mmask16 vf_mask_n(int64_t n) {
     return (__mmask16)((1u << n) - 1u); /* n in [0, 16] */
 }
 /* The first n lanes from p, the others `fill` (memory past n untouched). */
-static inline vf vf_load_n(const float *p, int64_t n, float fill) {
+TA_VEC_FN vf vf_load_n(const float *p, int64_t n, float fill) {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), vf_mask_n(n), p);
 }
-static inline void vf_store_n(float *p, vf v, int64_t n) {
+TA_VEC_FN void vf_store_n(float *p, vf v, int64_t n) {
     _mm512_mask_storeu_ps(p, vf_mask_n(n), v);
 }
-static inline vf vf_fma(vf a, vf b, vf c) {
+TA_VEC_FN vf vf_fma(vf a, vf b, vf c) {
     return _mm512_fmadd_ps(a, b, c);
 }
-static inline vf vf_fnma(vf a, vf b, vf c) {
+TA_VEC_FN vf vf_fnma(vf a, vf b, vf c) {
     return _mm512_fnmadd_ps(a, b, c); /* c - a * b */
 }
-static inline vf vf_add(vf a, vf b) {
+TA_VEC_FN vf vf_add(vf a, vf b) {
     return _mm512_add_ps(a, b);
 }
-static inline vf vf_sub(vf a, vf b) {
+TA_VEC_FN vf vf_sub(vf a, vf b) {
     return _mm512_sub_ps(a, b);
 }
-static inline vf vf_mul(vf a, vf b) {
+TA_VEC_FN vf vf_mul(vf a, vf b) {
     return _mm512_mul_ps(a, b);
 }
-static inline vf vf_max(vf a, vf b) {
+TA_VEC_FN vf vf_max(vf a, vf b) {
     return _mm512_max_ps(a, b);
 }
-static inline float vf_hmax(vf v) {
+TA_VEC_FN float vf_hmax(vf v) {
     return _mm512_reduce_max_ps(v);
 }
-static inline float vf_hsum(vf v) {
+TA_VEC_FN float vf_hsum(vf v) {
     return _mm512_reduce_add_ps(v);
 }
 /* p * 2^n where t = n + 1.5 * 2^23 (n integral, the result normal), and 0
  * in the lanes where x < xmin: the exponent add is masked by the compare. */
-static inline vf vf_scale_pow2_or_zero(vf p, vf t, vf x, vf xmin) {
+TA_VEC_FN vf vf_scale_pow2_or_zero(vf p, vf t, vf x, vf xmin) {
     __mmask16 keep = _mm512_cmp_ps_mask(x, xmin, _CMP_NLT_UQ);
     vi e = _mm512_slli_epi32(_mm512_castps_si512(t), 23);
     return _mm512_castsi512_ps(_mm512_maskz_add_epi32(keep, _mm512_castps_si512(p), e));
@@ -71,7 +80,7 @@ static inline vf vf_scale_pow2_or_zero(vf p, vf t, vf x, vf xmin) {
 
 /* Transposes a 16 x 16 block held in 16 registers (4 shuffle stages of 16,
  * the usual unpack / shuffle / 128-bit lane shuffle ladder). */
-static inline void vf_transpose(vf r[16]) {
+TA_VEC_FN void vf_transpose(vf r[16]) {
     vf t[16], u[16];
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -95,10 +104,10 @@ static inline void vf_transpose(vf r[16]) {
 }
 
 /* Conversions from the storage dtypes, 16 elements (F16C / a shift). */
-static inline vf vf_load_f16(const uint16_t *p) {
+TA_VEC_FN vf vf_load_f16(const uint16_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
-static inline vf vf_load_bf16(const uint16_t *p) {
+TA_VEC_FN vf vf_load_bf16(const uint16_t *p) {
     __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }

@@ -25,7 +25,7 @@
 #define TA_EXP_MIN_ARG                                                                             \
     (-87.33654f) /* ln(2^-126), rounded up: below it exp is subnormal, flushed to 0 */
 
-static inline vf vf_exp(vf x) {
+TA_VEC_FN vf vf_exp(vf x) {
     /* t = x log2 e + 1.5 * 2^23 rounds x log2 e to the nearest integer n in
      * t's low mantissa bits (one FMA instead of a round and a convert). */
     const vf magic = vf_set1(12582912.0f);
