@@ -86,8 +86,9 @@ int ta_bwd_kernels_all(const ta_bwd_kernels **list, int max) {
     const ta_bwd_kernels *avx2 = ta_bwd_kernels_avx2(), *avx512 = ta_bwd_kernels_avx512();
     int count = 0;
     if (count < max) list[count++] = &ta_bwd_kernels_portable;
-    if (count < max && avx2 && f->avx2 && f->fma) list[count++] = avx2;
-    if (count < max && avx512 && f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->fma)
+    if (count < max && avx2 && f->avx2 && f->fma && f->f16c) list[count++] = avx2;
+    if (count < max && avx512 && f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq &&
+        f->fma && f->f16c)
         list[count++] = avx512;
     return count;
 }

@@ -11,11 +11,10 @@
  * Column edges use maskload/maskstore; the row count is a compile-time
  * constant of each inlined copy so the accumulators stay in registers.
  *
- * exp: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a degree-7 Taylor
- * polynomial (truncation error < 5e-9 relative) and 2^n built in the
- * exponent field: within 2 ULP of expf on [-87.3, 88], and 0 below -87.3
- * (so -inf gives 0; expf's subnormal results there are < 1.2e-38). Here x is
- * a score minus its row's LSE, so x <= 0 up to rounding.
+ * exp: the forward's vf_exp (simd/x86/common/vexp_f32.h: below 1 ULP on
+ * [-87.3, 0], 0 below, so -inf gives 0). Here x is a score minus its
+ * row's LSE, so x <= 0 up to rounding; the reduction and the exponent add
+ * are exact for the few ULP above 0 that rounding can give.
  */
 #include "backward.h"
 
@@ -23,7 +22,10 @@
 #include <immintrin.h>
 #include <math.h>
 
-#define TA_AVX2        __attribute__((target("avx2,fma")))
+#include "../simd/x86/avx2/vec_avx2.h"
+#include "../simd/x86/common/vexp_f32.h"
+
+#define TA_AVX2        __attribute__((target("avx2,fma,f16c")))
 #define TA_AVX2_INLINE static inline __attribute__((always_inline)) TA_AVX2
 
 /* GEMM_PACK_MAX_K: the longest k whose B panel is copied (16 KiB on the
@@ -129,39 +131,17 @@ TA_AVX2 static void gemm_avx2(int64_t m, int64_t n, int64_t k, const float *a, i
     }
 }
 
-/* exp(x), see the top of the file for the error bound. */
-TA_AVX2_INLINE __m256 exp_avx2(__m256 x) {
-    __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ);
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.33654f));
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    /* 2^n for n in [-126, 127]: the biased exponent, shifted into place. */
-    __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-    __m256 pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23));
-    return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, pow2n));
-}
-
-/* tanh(y) = sign(y) (1 - 2 / (exp(2|y|) + 1)): absolute error a few 1e-8,
- * below the score's own float32 rounding once multiplied by the softcap.
- * exp saturates at e^88, where the quotient is 0 and tanh = 1 exactly. */
+/* tanh(y) = sign(y) (1 - e) / (1 + e) with e = exp(-2|y|) in (0, 1], so that
+ * vf_exp sees only arguments <= 0: absolute error about 1e-7 (1 - e is
+ * exact for e >= 1/2, and e's error is below 1 ULP), below the score's own
+ * float32 rounding once multiplied by the softcap. e flushes to 0 for
+ * |y| > 43.7, where tanh = 1 exactly. */
 TA_AVX2_INLINE __m256 tanh_avx2(__m256 y) {
     __m256 sign = _mm256_and_ps(y, _mm256_set1_ps(-0.0f));
     __m256 abs_y = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), y);
-    __m256 e = exp_avx2(_mm256_add_ps(abs_y, abs_y));
-    __m256 t =
-        _mm256_sub_ps(_mm256_set1_ps(1.0f),
-                      _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+    __m256 e = vf_exp(_mm256_mul_ps(abs_y, _mm256_set1_ps(-2.0f)));
+    __m256 one = _mm256_set1_ps(1.0f);
+    __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
     return _mm256_or_ps(t, sign);
 }
 
@@ -217,7 +197,7 @@ TA_AVX2 static void grad_scores_avx2(const ta_bwd_tile *t, float *s, float *dp, 
                 x = _mm256_fnmadd_ps(_mm256_set1_ps(t->alibi_slope), dist, x);
             }
             if (t->bias) x = _mm256_add_ps(x, load_cols(full, t->bias + r * t->ldb + c, in_tile));
-            __m256 p = exp_avx2(_mm256_sub_ps(x, lse_v));
+            __m256 p = vf_exp(_mm256_sub_ps(x, lse_v));
             if (!all_visible) p = _mm256_and_ps(_mm256_castsi256_ps(visible), p);
             __m256 dpv = load_cols(full, ds_row + c, in_tile);
             __m256 ds = _mm256_mul_ps(ds_scale, _mm256_mul_ps(p, _mm256_sub_ps(dpv, delta)));

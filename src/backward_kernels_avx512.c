@@ -10,9 +10,9 @@
  * loads and stores, and the row count is a compile-time constant of each
  * inlined copy so the accumulators stay in registers.
  *
- * exp: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a degree-7 Taylor
- * polynomial (truncation error < 5e-9 relative) and vscalefps for 2^n:
- * within 2 ULP of expf over [-87, 88], 0 below (so -inf gives 0).
+ * exp: the forward's vf_exp (simd/x86/common/vexp_f32.h: below 1 ULP on
+ * [-87.3, 0], 0 below, so -inf gives 0); x <= 0 up to rounding, as in
+ * backward_kernels_avx2.c.
  */
 #include "backward.h"
 
@@ -20,7 +20,10 @@
 #include <immintrin.h>
 #include <math.h>
 
-#define TA_AVX512        __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2")))
+#include "../simd/x86/avx512/vec_avx512.h"
+#include "../simd/x86/common/vexp_f32.h"
+
+#define TA_AVX512        __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx2")))
 #define TA_AVX512_INLINE static inline __attribute__((always_inline)) TA_AVX512
 
 /* GEMM_PACK_MAX_K: the longest k whose B panel is copied (32 KiB on the
@@ -109,34 +112,13 @@ TA_AVX512 static void gemm_avx512(int64_t m, int64_t n, int64_t k, const float *
     }
 }
 
-/* exp(x), see the top of the file for the error bound. */
-TA_AVX512_INLINE __m512 exp_avx512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.7f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
-/* tanh(y) = sign(y) (1 - 2 / (exp(2|y|) + 1)): absolute error a few 1e-8,
- * which after the softcap's multiplication is below the score's own
- * float32 rounding. */
+/* tanh(y) = sign(y) (1 - e) / (1 + e) with e = exp(-2|y|): see tanh_avx2 in
+ * backward_kernels_avx2.c for why and its error. */
 TA_AVX512_INLINE __m512 tanh_avx512(__m512 y) {
     __m512 abs_y = _mm512_abs_ps(y);
-    __m512 e = exp_avx512(_mm512_add_ps(abs_y, abs_y));
-    __m512 t =
-        _mm512_sub_ps(_mm512_set1_ps(1.0f),
-                      _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+    __m512 e = vf_exp(_mm512_mul_ps(abs_y, _mm512_set1_ps(-2.0f)));
+    __m512 one = _mm512_set1_ps(1.0f);
+    __m512 t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
     /* copy y's sign onto t (t >= 0) */
     return _mm512_castsi512_ps(_mm512_or_si512(
         _mm512_castps_si512(t),
@@ -188,7 +170,7 @@ TA_AVX512 static void grad_scores_avx512(const ta_bwd_tile *t, float *s, float *
             }
             if (t->bias)
                 x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(in_tile, t->bias + r * t->ldb + c));
-            __m512 p = _mm512_maskz_mov_ps(visible, exp_avx512(_mm512_sub_ps(x, lse_v)));
+            __m512 p = _mm512_maskz_mov_ps(visible, vf_exp(_mm512_sub_ps(x, lse_v)));
             __m512 dpv = _mm512_maskz_loadu_ps(in_tile, ds_row + c);
             __m512 ds = _mm512_mul_ps(ds_scale, _mm512_mul_ps(p, _mm512_sub_ps(dpv, delta)));
             _mm512_mask_storeu_ps(p_row + c, in_tile, p);

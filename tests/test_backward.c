@@ -16,7 +16,7 @@
  *   - float32: every product is accumulated in float32 over at most ~250
  *     terms (keys of a row, or queries x heads of a key); with random
  *     rounding that is ~sqrt(250) u = 16 u = 1e-6 relative, plus the
- *     forward's LSE (a few u |s|), the vector exp (2 ULP) and Delta; 2e-5 is
+ *     forward's LSE (a few u |s|), the vector exp (1 ULP) and Delta; 2e-5 is
  *     ~300 u, still 500 times below the 1% perturbation test_sensitivity
  *     shows is caught;
  *   - float16/bfloat16: the result is rounded to the dtype (u_out = 2^-11,
