@@ -660,8 +660,9 @@ Test(decode, int8_requantize_on_append) {
     free_caches(&w), th_free(o), free_problem(&p);
 }
 
-/* Softmax kernels: exp(-inf) = 0 and the vector exp within 2 ULP of exp()
- * on [-87, 0], the range scores minus their max take. */
+/* Softmax kernels: exp(-inf) = 0 and exp within 1 ULP of the rounded exp()
+ * on [-87, 0], the range scores minus their max take (the SIMD tables use
+ * the forward's vf_exp, a faithful result there: tests/test_exp_ulp.c). */
 Test(decode, softmax_exp_ulp) {
     const ta_decode_kernels *tables[3];
     int n = ta_decode_kernels_all(tables, 3);
@@ -684,7 +685,7 @@ Test(decode, softmax_exp_ulp) {
             }
         }
         printf("%s exp: worst %d ULP on [-87, 0]\n", tables[t]->isa, worst);
-        cr_assert(worst <= 2, "%s exp error %d ULP", tables[t]->isa, worst);
+        cr_assert(worst <= 1, "%s exp error %d ULP", tables[t]->isa, worst);
     }
 }
 

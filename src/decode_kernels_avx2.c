@@ -1,0 +1,240 @@
+/*
+ * The decoding kernels for x86-64 CPUs with AVX2, FMA and F16C: the three
+ * steps of decode.h's ta_decode_kernels over K/V rows read in place from
+ * the cache (decode_kernels.c describes the design). Only the functions
+ * carry the AVX2 target attribute; the file is compiled for the baseline
+ * ISA, and ta_decode_kernels_select calls in only after checking the CPU.
+ * The vector vocabulary (horizontal sums, vf_exp: below 1 ULP on
+ * [-87.3, 0], 0 below, so -inf gives 0) is the forward's.
+ */
+#include <math.h>
+
+#include "convert.h"
+#include "decode.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#include "../simd/x86/avx2/vec_avx2.h"
+#include "../simd/x86/common/vexp_f32.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define AVX2   __attribute__((target("avx2,fma,f16c")))
+
+/* 8 elements of a cache row from element c (all 8 must exist). */
+INLINE AVX2 __m256 load8_avx2(const void *row, int64_t c, tileattn_cache_dtype dtype) {
+    switch (dtype) {
+    case TILEATTN_CACHE_F32: return _mm256_loadu_ps((const float *)row + c);
+    case TILEATTN_CACHE_F16:
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + c)));
+    case TILEATTN_CACHE_BF16:
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + c))),
+            16));
+    case TILEATTN_CACHE_INT8:
+        return _mm256_cvtepi32_ps(
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)row + c))));
+    }
+    return _mm256_setzero_ps();
+}
+
+INLINE AVX2 void qk_rows_avx2(int rows_in_block, int64_t d, const float *q, int64_t ldq,
+                              const void *k_row, tileattn_cache_dtype dtype, float *s,
+                              int64_t lds) {
+    __m256 acc[4];
+    for (int r = 0; r < rows_in_block; r++)
+        acc[r] = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 8 <= d; c += 8) {
+        __m256 k = load8_avx2(k_row, c, dtype);
+        for (int r = 0; r < rows_in_block; r++)
+            acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * ldq + c), k, acc[r]);
+    }
+    for (int r = 0; r < rows_in_block; r++) {
+        float dot = vf_hsum(acc[r]);
+        for (int64_t t = c; t < d; t++)
+            dot += q[r * ldq + t] * ta_cache_load_f32(k_row, dtype, t);
+        s[r * lds] = dot;
+    }
+}
+
+/* Four query rows against two keys at once: eight independent FMA chains
+ * instead of four, and two K rows' loads in flight. d is a multiple of 8. */
+INLINE AVX2 void qk_4rows_2keys_avx2(int64_t d, const float *q, int64_t ldq, const void *k0,
+                                     const void *k1, tileattn_cache_dtype dtype, float *s,
+                                     int64_t lds) {
+    __m256 acc0[4], acc1[4];
+    for (int r = 0; r < 4; r++)
+        acc0[r] = acc1[r] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < d; c += 8) {
+        __m256 ka = load8_avx2(k0, c, dtype), kb = load8_avx2(k1, c, dtype);
+        for (int r = 0; r < 4; r++) {
+            __m256 qv = _mm256_loadu_ps(q + r * ldq + c);
+            acc0[r] = _mm256_fmadd_ps(qv, ka, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(qv, kb, acc1[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        s[r * lds] = vf_hsum(acc0[r]);
+        s[r * lds + 1] = vf_hsum(acc1[r]);
+    }
+}
+
+INLINE AVX2 void qk_avx2_typed(int64_t rows, int64_t n, int64_t d, const float *q, int64_t ldq,
+                               const void *const *k_rows, tileattn_cache_dtype dtype, float *s,
+                               int64_t lds) {
+    int64_t j = 0;
+    if (rows % 4 == 0 && d % 8 == 0)
+        for (; j + 2 <= n; j += 2)
+            for (int64_t r = 0; r < rows; r += 4)
+                qk_4rows_2keys_avx2(d, q + r * ldq, ldq, k_rows[j], k_rows[j + 1], dtype,
+                                    s + r * lds + j, lds);
+    for (; j < n; j++) {
+        int64_t r = 0;
+        for (; r + 4 <= rows; r += 4)
+            qk_rows_avx2(4, d, q + r * ldq, ldq, k_rows[j], dtype, s + r * lds + j, lds);
+        for (; r < rows; r++)
+            qk_rows_avx2(1, d, q + r * ldq, ldq, k_rows[j], dtype, s + r * lds + j, lds);
+    }
+}
+
+static AVX2 void qk_avx2(int64_t rows, int64_t n, int64_t d, const float *q, int64_t ldq,
+                         const void *const *k_rows, tileattn_cache_dtype dtype, float *s,
+                         int64_t lds) {
+    switch (dtype) {
+    case TILEATTN_CACHE_F32:
+        qk_avx2_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_F32, s, lds);
+        break;
+    case TILEATTN_CACHE_F16:
+        qk_avx2_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_F16, s, lds);
+        break;
+    case TILEATTN_CACHE_BF16:
+        qk_avx2_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_BF16, s, lds);
+        break;
+    case TILEATTN_CACHE_INT8:
+        qk_avx2_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_INT8, s, lds);
+        break;
+    }
+}
+
+static AVX2 void softmax_avx2(int64_t rows, int64_t n, float *s, int64_t lds, float *row_max,
+                              float *row_sum, float *o, int64_t ldo, int64_t dv) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *sr = s + r * lds;
+        __m256 vmax = _mm256_set1_ps(-INFINITY);
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8)
+            vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(sr + j));
+        float new_max = vf_hmax(vmax);
+        for (; j < n; j++)
+            new_max = sr[j] > new_max ? sr[j] : new_max;
+        if (row_max[r] > new_max) new_max = row_max[r];
+        if (new_max == -INFINITY) {
+            for (j = 0; j < n; j++)
+                sr[j] = 0.0f;
+            continue;
+        }
+        __m256 vnew = _mm256_set1_ps(new_max), vsum = _mm256_setzero_ps();
+        for (j = 0; j + 8 <= n; j += 8) {
+            __m256 p = vf_exp(_mm256_sub_ps(_mm256_loadu_ps(sr + j), vnew));
+            _mm256_storeu_ps(sr + j, p);
+            vsum = _mm256_add_ps(vsum, p);
+        }
+        float sum = vf_hsum(vsum);
+        for (; j < n; j++) {
+            sr[j] = expf(sr[j] - new_max);
+            sum += sr[j];
+        }
+        float alpha = expf(row_max[r] - new_max);
+        if (alpha != 1.0f)
+            for (int64_t c = 0; c < dv; c++)
+                o[r * ldo + c] *= alpha;
+        row_sum[r] = row_sum[r] * alpha + sum;
+        row_max[r] = new_max;
+    }
+}
+
+INLINE AVX2 void pv_chunk_avx2(int rows_in_block, int64_t n, int64_t c, const float *p, int64_t ldp,
+                               const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
+                               int64_t ldo) {
+    __m256 acc[4];
+    for (int r = 0; r < rows_in_block; r++)
+        acc[r] = _mm256_loadu_ps(o + r * ldo + c);
+    for (int64_t j = 0; j < n; j++) {
+        __m256 v = load8_avx2(v_rows[j], c, dtype);
+        for (int r = 0; r < rows_in_block; r++)
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(p[r * ldp + j]), v, acc[r]);
+    }
+    for (int r = 0; r < rows_in_block; r++)
+        _mm256_storeu_ps(o + r * ldo + c, acc[r]);
+}
+
+/* Four rows and sixteen columns at once: eight accumulators, each weight
+ * broadcast once for two V vectors. */
+INLINE AVX2 void pv_4rows_16cols_avx2(int64_t n, int64_t c, const float *p, int64_t ldp,
+                                      const void *const *v_rows, tileattn_cache_dtype dtype,
+                                      float *o, int64_t ldo) {
+    __m256 acc0[4], acc1[4];
+    for (int r = 0; r < 4; r++) {
+        acc0[r] = _mm256_loadu_ps(o + r * ldo + c);
+        acc1[r] = _mm256_loadu_ps(o + r * ldo + c + 8);
+    }
+    for (int64_t j = 0; j < n; j++) {
+        __m256 va = load8_avx2(v_rows[j], c, dtype), vb = load8_avx2(v_rows[j], c + 8, dtype);
+        for (int r = 0; r < 4; r++) {
+            __m256 w = _mm256_set1_ps(p[r * ldp + j]);
+            acc0[r] = _mm256_fmadd_ps(w, va, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(w, vb, acc1[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        _mm256_storeu_ps(o + r * ldo + c, acc0[r]);
+        _mm256_storeu_ps(o + r * ldo + c + 8, acc1[r]);
+    }
+}
+
+INLINE AVX2 void pv_avx2_typed(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t ldp,
+                               const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
+                               int64_t ldo) {
+    int64_t c = 0;
+    if (rows % 4 == 0)
+        for (; c + 16 <= dv; c += 16)
+            for (int64_t r = 0; r < rows; r += 4)
+                pv_4rows_16cols_avx2(n, c, p + r * ldp, ldp, v_rows, dtype, o + r * ldo, ldo);
+    for (; c + 8 <= dv; c += 8) {
+        int64_t r = 0;
+        for (; r + 4 <= rows; r += 4)
+            pv_chunk_avx2(4, n, c, p + r * ldp, ldp, v_rows, dtype, o + r * ldo, ldo);
+        for (; r < rows; r++)
+            pv_chunk_avx2(1, n, c, p + r * ldp, ldp, v_rows, dtype, o + r * ldo, ldo);
+    }
+    for (; c < dv; c++) /* the tail of a head dimension that is not a multiple of 8 */
+        for (int64_t j = 0; j < n; j++) {
+            float v = ta_cache_load_f32(v_rows[j], dtype, c);
+            for (int64_t r = 0; r < rows; r++)
+                o[r * ldo + c] += p[r * ldp + j] * v;
+        }
+}
+
+static AVX2 void pv_avx2(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t ldp,
+                         const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
+                         int64_t ldo) {
+    switch (dtype) {
+    case TILEATTN_CACHE_F32:
+        pv_avx2_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_F32, o, ldo);
+        break;
+    case TILEATTN_CACHE_F16:
+        pv_avx2_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_F16, o, ldo);
+        break;
+    case TILEATTN_CACHE_BF16:
+        pv_avx2_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_BF16, o, ldo);
+        break;
+    case TILEATTN_CACHE_INT8:
+        pv_avx2_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_INT8, o, ldo);
+        break;
+    }
+}
+
+const ta_decode_kernels ta_decode_kernels_avx2 = {"avx2", qk_avx2, softmax_avx2, pv_avx2};
+
+#endif

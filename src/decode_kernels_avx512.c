@@ -1,0 +1,276 @@
+/*
+ * The decoding kernels for x86-64 CPUs with AVX-512 (F, BW, VL, DQ): the
+ * three steps of decode.h's ta_decode_kernels over K/V rows read in place
+ * from the cache (decode_kernels.c describes the design). Only the
+ * functions carry the AVX-512 target attribute; the file is compiled for
+ * the baseline ISA, and ta_decode_kernels_select calls in only after
+ * checking the CPU. exp is the forward's vf_exp
+ * (simd/x86/common/vexp_f32.h: below 1 ULP on [-87.3, 0], 0 below, so -inf
+ * gives 0).
+ */
+#include <math.h>
+
+#include "convert.h"
+#include "decode.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#include "../simd/x86/avx512/vec_avx512.h"
+#include "../simd/x86/common/vexp_f32.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+
+INLINE AVX512 __m512 load16_avx512(const void *row, int64_t c, tileattn_cache_dtype dtype,
+                                   __mmask16 mask) {
+    switch (dtype) {
+    case TILEATTN_CACHE_F32: return _mm512_maskz_loadu_ps(mask, (const float *)row + c);
+    case TILEATTN_CACHE_F16:
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, (const uint16_t *)row + c));
+    case TILEATTN_CACHE_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, (const uint16_t *)row + c)), 16));
+    case TILEATTN_CACHE_INT8:
+        return _mm512_cvtepi32_ps(
+            _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, (const int8_t *)row + c)));
+    }
+    return _mm512_setzero_ps();
+}
+
+/* Dot products of rows_in_block query rows with one key row (the tail of a
+ * key tile): the key chunk is converted once and used by every row. */
+INLINE AVX512 void qk_rows_avx512(int rows_in_block, int64_t d, const float *q, int64_t ldq,
+                                  const void *k_row, tileattn_cache_dtype dtype, float *s,
+                                  int64_t lds) {
+    __m512 acc[4];
+    for (int r = 0; r < rows_in_block; r++)
+        acc[r] = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 16 <= d; c += 16) {
+        __m512 k = load16_avx512(k_row, c, dtype, 0xffff);
+        for (int r = 0; r < rows_in_block; r++)
+            acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(q + r * ldq + c), k, acc[r]);
+    }
+    if (c < d) {
+        __mmask16 tail = (__mmask16)((1u << (d - c)) - 1);
+        __m512 k = load16_avx512(k_row, c, dtype, tail);
+        for (int r = 0; r < rows_in_block; r++)
+            acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, q + r * ldq + c), k, acc[r]);
+    }
+    for (int r = 0; r < rows_in_block; r++)
+        s[r * lds] = _mm512_reduce_add_ps(acc[r]);
+}
+
+/* The four sums of a0..a3 at once: 13 shuffles and adds instead of four
+ * full horizontal reductions (8 each). */
+INLINE AVX512 __m128 reduce4_avx512(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    __m512 x01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 x23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    /* Per 128-bit lane: [a0, a1, a2, a3] partial sums. */
+    __m512 z = _mm512_add_ps(_mm512_shuffle_ps(x01, x23, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(x01, x23, _MM_SHUFFLE(3, 2, 3, 2)));
+    z = _mm512_add_ps(z, _mm512_shuffle_f32x4(z, z, _MM_SHUFFLE(1, 0, 3, 2)));
+    z = _mm512_add_ps(z, _mm512_shuffle_f32x4(z, z, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_castps512_ps128(z);
+}
+
+/* Dot products of rows_in_block (<= 4) query rows with four key rows: 16
+ * accumulators, each converted key chunk used by every row and each query
+ * chunk by every key. */
+INLINE AVX512 void qk_4keys_avx512(int rows_in_block, int64_t d, const float *q, int64_t ldq,
+                                   const void *const *k4, tileattn_cache_dtype dtype, float *s,
+                                   int64_t lds) {
+    __m512 acc[4][4];
+    for (int r = 0; r < rows_in_block; r++)
+        for (int t = 0; t < 4; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 16 <= d; c += 16) {
+        __m512 k[4];
+        for (int t = 0; t < 4; t++)
+            k[t] = load16_avx512(k4[t], c, dtype, 0xffff);
+        for (int r = 0; r < rows_in_block; r++) {
+            __m512 qv = _mm512_loadu_ps(q + r * ldq + c);
+            for (int t = 0; t < 4; t++)
+                acc[r][t] = _mm512_fmadd_ps(qv, k[t], acc[r][t]);
+        }
+    }
+    if (c < d) {
+        __mmask16 tail = (__mmask16)((1u << (d - c)) - 1);
+        __m512 k[4];
+        for (int t = 0; t < 4; t++)
+            k[t] = load16_avx512(k4[t], c, dtype, tail);
+        for (int r = 0; r < rows_in_block; r++) {
+            __m512 qv = _mm512_maskz_loadu_ps(tail, q + r * ldq + c);
+            for (int t = 0; t < 4; t++)
+                acc[r][t] = _mm512_fmadd_ps(qv, k[t], acc[r][t]);
+        }
+    }
+    for (int r = 0; r < rows_in_block; r++)
+        _mm_storeu_ps(s + r * lds, reduce4_avx512(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+}
+
+INLINE AVX512 void qk_avx512_typed(int64_t rows, int64_t n, int64_t d, const float *q, int64_t ldq,
+                                   const void *const *k_rows, tileattn_cache_dtype dtype, float *s,
+                                   int64_t lds) {
+    size_t row_bytes = (size_t)d * ta_cache_dtype_size(dtype);
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        /* Paged rows are not adjacent, so the hardware prefetcher cannot
+         * guess them: ask for the next group's rows now. */
+        for (int64_t t = j + 4; t < j + 8 && t < n; t++)
+            for (size_t off = 0; off < row_bytes; off += 64)
+                _mm_prefetch((const char *)k_rows[t] + off, _MM_HINT_T0);
+        int64_t r = 0;
+        for (; r + 4 <= rows; r += 4)
+            qk_4keys_avx512(4, d, q + r * ldq, ldq, k_rows + j, dtype, s + r * lds + j, lds);
+        for (; r < rows; r++)
+            qk_4keys_avx512(1, d, q + r * ldq, ldq, k_rows + j, dtype, s + r * lds + j, lds);
+    }
+    for (; j < n; j++) {
+        int64_t r = 0;
+        for (; r + 4 <= rows; r += 4)
+            qk_rows_avx512(4, d, q + r * ldq, ldq, k_rows[j], dtype, s + r * lds + j, lds);
+        for (; r < rows; r++)
+            qk_rows_avx512(1, d, q + r * ldq, ldq, k_rows[j], dtype, s + r * lds + j, lds);
+    }
+}
+
+static AVX512 void qk_avx512(int64_t rows, int64_t n, int64_t d, const float *q, int64_t ldq,
+                             const void *const *k_rows, tileattn_cache_dtype dtype, float *s,
+                             int64_t lds) {
+    switch (dtype) {
+    case TILEATTN_CACHE_F32:
+        qk_avx512_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_F32, s, lds);
+        break;
+    case TILEATTN_CACHE_F16:
+        qk_avx512_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_F16, s, lds);
+        break;
+    case TILEATTN_CACHE_BF16:
+        qk_avx512_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_BF16, s, lds);
+        break;
+    case TILEATTN_CACHE_INT8:
+        qk_avx512_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_INT8, s, lds);
+        break;
+    }
+}
+
+static AVX512 void softmax_avx512(int64_t rows, int64_t n, float *s, int64_t lds, float *row_max,
+                                  float *row_sum, float *o, int64_t ldo, int64_t dv) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *sr = s + r * lds;
+        __m512 vmax = _mm512_set1_ps(-INFINITY);
+        for (int64_t j = 0; j < n; j += 16) {
+            __mmask16 m = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+            vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, sr + j));
+        }
+        float tile_max = _mm512_reduce_max_ps(vmax);
+        float new_max = tile_max > row_max[r] ? tile_max : row_max[r];
+        if (new_max == -INFINITY) {
+            for (int64_t j = 0; j < n; j++)
+                sr[j] = 0.0f;
+            continue;
+        }
+        __m512 vnew = _mm512_set1_ps(new_max), vsum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < n; j += 16) {
+            __mmask16 m = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+            __m512 p = vf_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sr + j), vnew));
+            _mm512_mask_storeu_ps(sr + j, m, p);
+            vsum = _mm512_add_ps(vsum, _mm512_maskz_mov_ps(m, p));
+        }
+        float alpha = expf(row_max[r] - new_max);
+        if (alpha != 1.0f) {
+            float *orow = o + r * ldo;
+            __m512 va = _mm512_set1_ps(alpha);
+            for (int64_t c = 0; c < dv; c += 16) {
+                __mmask16 m = dv - c >= 16 ? 0xffff : (__mmask16)((1u << (dv - c)) - 1);
+                _mm512_mask_storeu_ps(orow + c, m,
+                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(m, orow + c), va));
+            }
+        }
+        row_sum[r] = row_sum[r] * alpha + _mm512_reduce_add_ps(vsum);
+        row_max[r] = new_max;
+    }
+}
+
+/* O[rows_in_block][c0 .. c0 + 16 chunks) += P . V[:, same columns], with
+ * rows_in_block <= 4 and chunks <= 4: up to 16 accumulators stay in
+ * registers over the whole key tile, each V chunk is converted once and
+ * each weight broadcast once per key. mask is for the last chunk. */
+INLINE AVX512 void pv_block_avx512(int rows_in_block, int chunks, int64_t n, int64_t c0,
+                                   __mmask16 last_mask, const float *p, int64_t ldp,
+                                   const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
+                                   int64_t ldo) {
+    __m512 acc[4][4];
+    __mmask16 mask[4];
+    for (int u = 0; u < chunks; u++)
+        mask[u] = u == chunks - 1 ? last_mask : 0xffff;
+    for (int r = 0; r < rows_in_block; r++)
+        for (int u = 0; u < chunks; u++)
+            acc[r][u] = _mm512_maskz_loadu_ps(mask[u], o + r * ldo + c0 + 16 * u);
+    for (int64_t j = 0; j < n; j++) {
+        __m512 v[4];
+        for (int u = 0; u < chunks; u++)
+            v[u] = load16_avx512(v_rows[j], c0 + 16 * u, dtype, mask[u]);
+        for (int r = 0; r < rows_in_block; r++) {
+            __m512 w = _mm512_set1_ps(p[r * ldp + j]);
+            for (int u = 0; u < chunks; u++)
+                acc[r][u] = _mm512_fmadd_ps(w, v[u], acc[r][u]);
+        }
+    }
+    for (int r = 0; r < rows_in_block; r++)
+        for (int u = 0; u < chunks; u++)
+            _mm512_mask_storeu_ps(o + r * ldo + c0 + 16 * u, mask[u], acc[r][u]);
+}
+
+INLINE AVX512 void pv_avx512_typed(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t ldp,
+                                   const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
+                                   int64_t ldo) {
+    for (int64_t c = 0; c < dv;) {
+        int64_t left = dv - c;
+        if (left >= 64) { /* four full chunks */
+            int64_t r = 0;
+            for (; r + 4 <= rows; r += 4)
+                pv_block_avx512(4, 4, n, c, 0xffff, p + r * ldp, ldp, v_rows, dtype, o + r * ldo,
+                                ldo);
+            for (; r < rows; r++)
+                pv_block_avx512(1, 4, n, c, 0xffff, p + r * ldp, ldp, v_rows, dtype, o + r * ldo,
+                                ldo);
+            c += 64;
+        } else { /* one chunk at a time, the last one masked */
+            __mmask16 mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            int64_t r = 0;
+            for (; r + 4 <= rows; r += 4)
+                pv_block_avx512(4, 1, n, c, mask, p + r * ldp, ldp, v_rows, dtype, o + r * ldo,
+                                ldo);
+            for (; r < rows; r++)
+                pv_block_avx512(1, 1, n, c, mask, p + r * ldp, ldp, v_rows, dtype, o + r * ldo,
+                                ldo);
+            c += 16;
+        }
+    }
+}
+
+static AVX512 void pv_avx512(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t ldp,
+                             const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
+                             int64_t ldo) {
+    switch (dtype) {
+    case TILEATTN_CACHE_F32:
+        pv_avx512_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_F32, o, ldo);
+        break;
+    case TILEATTN_CACHE_F16:
+        pv_avx512_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_F16, o, ldo);
+        break;
+    case TILEATTN_CACHE_BF16:
+        pv_avx512_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_BF16, o, ldo);
+        break;
+    case TILEATTN_CACHE_INT8:
+        pv_avx512_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_INT8, o, ldo);
+        break;
+    }
+}
+
+const ta_decode_kernels ta_decode_kernels_avx512 = {"avx512", qk_avx512, softmax_avx512, pv_avx512};
+
+#endif
