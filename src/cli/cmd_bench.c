@@ -22,6 +22,7 @@
 #include "bench.h"
 #include "cli.h"
 #include "decode_bench.h"
+#include "ukernel_bench.h"
 #include "flags.h"
 #include "io.h"
 
@@ -35,6 +36,7 @@ static void print_bench_help(FILE *out) {
           "       tileattn bench --backward [--batch N --heads N --heads-kv N --seqlen N\n"
           "                                  --head-dim N --dtype T --causal --threads N\n"
           "                                  --repeats N --rss-only]\n"
+          "       tileattn bench --ukernels [--head-dim N --rows M --keys N --repeats N]\n"
           "\n"
           "Measures, in one run on the same threads: the FMA peak, OpenBLAS sgemm (2048^3\n"
           "and the problem's own Q K^T and P V shapes), the standard attention (S = Q K^T\n"
@@ -54,7 +56,9 @@ static void print_bench_help(FILE *out) {
           "\n"
           "--decode: KV-cache decoding's bandwidth against a STREAM-style read (see\n"
           "bench/decode_bench.h); --backward: the backward pass against sgemm, with the\n"
-          "peak resident memory (see bench/backward_bench.h).\n"
+          "peak resident memory (see bench/backward_bench.h); --ukernels: each\n"
+          "microkernel table alone on a cache-resident tile, against the FMA peak (see\n"
+          "bench/ukernel_bench.h).\n"
           "\n"
           "Sweep (--sweep): B=1, H = clamp(tokens / Sq, 1, max-heads), Sq = Sk, both\n"
           "causal and not unless --masks says otherwise:\n"
@@ -492,10 +496,14 @@ int ta_cmd_bench(int argc, char **argv) {
             return TA_EXIT_OK;
         }
     }
-    /* --decode and --backward hand the other flags to their own benchmarks. */
+    /* --decode, --backward and --ukernels hand the other flags to their own
+     * benchmarks. */
     for (int i = 1; i < argc; i++) {
-        int decode = strcmp(argv[i], "--decode") == 0;
-        if (!decode && strcmp(argv[i], "--backward") != 0) continue;
+        int (*own)(int, char **) = strcmp(argv[i], "--decode") == 0     ? ta_bench_decode
+                                   : strcmp(argv[i], "--backward") == 0 ? ta_bench_backward
+                                   : strcmp(argv[i], "--ukernels") == 0 ? ta_bench_ukernels
+                                                                        : NULL;
+        if (!own) continue;
         char **rest = malloc((size_t)argc * sizeof *rest);
         if (!rest) {
             ta_cli_error(cmd, "out of memory");
@@ -504,7 +512,7 @@ int ta_cmd_bench(int argc, char **argv) {
         int n = 0;
         for (int j = 0; j < argc; j++)
             if (j != i) rest[n++] = argv[j];
-        int rc = decode ? ta_bench_decode(n, rest) : ta_bench_backward(n, rest);
+        int rc = own(n, rest);
         free(rest);
         return rc;
     }

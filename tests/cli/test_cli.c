@@ -605,6 +605,40 @@ Test(cli, info_describes_machine_and_plan) {
     free(err);
 }
 
+/* bench --ukernels runs every table this CPU has (each kernel once more
+ * under the sanitizers) and prints a row for the selected one; a bad flag
+ * is a usage error. */
+Test(cli, bench_ukernels_lists_the_tables) {
+    tu_arglist a = {0};
+    tu_add(&a, "info", NULL);
+    char *out, *err;
+    cr_assert_eq(tu_run_args(&a, &out, &err), 0, "%s", err);
+    const char *isa_line = strstr(out, "microkernels: ");
+    cr_assert_not_null(isa_line, "%s", out);
+    char isa[32] = {0};
+    cr_assert_eq(sscanf(isa_line, "microkernels: %31s", isa), 1);
+    free(out);
+    free(err);
+
+    tu_arglist b = {0};
+    tu_add(&b, "bench", "--ukernels", "--head-dim", "64", "--repeats", "1", NULL);
+    cr_assert_eq(tu_run_args(&b, &out, &err), 0, "%s", err);
+    cr_assert_not_null(strstr(out, "D = Dv = 64"), "%s", out);
+    char row[48];
+    snprintf(row, sizeof row, "\n%s ", isa);
+    cr_assert_not_null(strstr(out, row), "no row for the selected table %s:\n%s", isa, out);
+    cr_assert_not_null(strstr(out, "\nscalar "), "no row for the portable table:\n%s", out);
+    free(out);
+    free(err);
+
+    tu_arglist c = {0};
+    tu_add(&c, "bench", "--ukernels", "--rows", "0", NULL);
+    cr_assert_eq(tu_run_args(&c, &out, &err), 2, "%s", out);
+    cr_assert_not_null(strstr(err, "--rows"), "%s", err);
+    free(out);
+    free(err);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Bad input: exit 2, one line, nothing written. */
 
