@@ -5,7 +5,7 @@
  *   0. Delta_i = rowsum(dO_i o O_i) for every query row     (one pass, O(N))
  *   1. for each work item (batch, KV head, KV-tile group g), in parallel:
  *        for each key tile j of group g (tiles j = g, g + G, g + 2G, ...):
- *            pack K_j, K_j^T, V_j^T; dK_j = dV_j = 0
+ *            pack K_j and V_j (the forward's K panels); dK_j = dV_j = 0
  *            for each query head h of the KV head's group, for each query
  *            tile i that the mask does not hide from tile j:
  *                S = Q_i K_j^T;  dP = dO_i V_j^T
@@ -72,7 +72,8 @@ typedef struct bwd_plan {
     int64_t block_q, block_k;
     int64_t num_k_tiles, num_groups, num_work;
     int num_threads;
-    size_t workspace_floats; /* per thread */
+    int64_t k_panel_floats, v_panel_floats; /* the forward's packed K and V tiles */
+    size_t workspace_floats;                /* per thread */
 } bwd_plan;
 
 /* ------------------------------------------------------------ validation */
@@ -141,7 +142,8 @@ tileattn_status tileattn_validate_backward(const tileattn_backward_args *args) {
 
 /* --------------------------------------------------------------- planning */
 
-static void plan_backward(const tileattn_backward_args *args, bwd_plan *p) {
+static void plan_backward(const tileattn_backward_args *args, const ta_ukernels *scores,
+                          bwd_plan *p) {
     const tileattn_forward_args *a = &args->fwd;
     *p = (bwd_plan){0};
     p->batch = a->batch;
@@ -180,9 +182,9 @@ static void plan_backward(const tileattn_backward_args *args, bwd_plan *p) {
     strides_of_out(&args->dk, p->varlen, p->dk_stride);
     strides_of_out(&args->dv, p->varlen, p->dv_stride);
 
-    /* Tiles from L2 (per core): a key tile's panels and accumulators (K,
-     * K^T, V^T, dK, dV: block_k (3 D + 2 Dv) floats) take half of it, the
-     * query tile (Q, dO, S, dP and the bias tile) a quarter. */
+    /* Tiles from L2 (per core): a key tile's rows, panels and accumulators
+     * (K, the K and V panels, dK, dV: block_k (3 D + 2 Dv) floats) take half
+     * of it, the query tile (Q, dO, S, dP and the bias tile) a quarter. */
     const ta_topology *topo = ta_topology_get();
     int64_t l2_floats = (int64_t)(topo->l2_bytes / sizeof(float));
     int64_t sk = p->seqlen_k > 0 ? p->seqlen_k : 1, sq = p->seqlen_q > 0 ? p->seqlen_q : 1;
@@ -211,8 +213,10 @@ static void plan_backward(const tileattn_backward_args *args, bwd_plan *p) {
     p->num_threads = threads > 0 ? threads : 1;
 
     int64_t bq_ = p->block_q, bk_ = p->block_k;
-    p->workspace_floats = ta_pad_floats(bk_ * p->d) + ta_pad_floats(p->d * bk_) +
-                          ta_pad_floats(p->dv * bk_) + ta_pad_floats(bk_ * p->d) +
+    p->k_panel_floats = scores->packed_k_floats(bk_, p->d);
+    p->v_panel_floats = scores->packed_k_floats(bk_, p->dv);
+    p->workspace_floats = ta_pad_floats(bk_ * p->d) + ta_pad_floats(p->k_panel_floats) +
+                          ta_pad_floats(p->v_panel_floats) + ta_pad_floats(bk_ * p->d) +
                           ta_pad_floats(bk_ * p->dv) + ta_pad_floats(bq_ * p->d) +
                           ta_pad_floats(bq_ * p->dv) + 3 * ta_pad_floats(bq_ * bk_) +
                           2 * ta_pad_floats(bq_) + ta_pad_floats(bq_ * p->d);
@@ -222,19 +226,19 @@ static void plan_backward(const tileattn_backward_args *args, bwd_plan *p) {
 
 /* One thread's scratch. */
 typedef struct workspace {
-    float *k;     /* [block_k][D]  K tile, row form (for dQ += dS K) */
-    float *k_t;   /* [D][block_k]  K^T (for S = Q K^T) */
-    float *v_t;   /* [Dv][block_k] V^T (for dP = dO V^T) */
-    float *dk;    /* [block_k][D]  dK accumulator */
-    float *dv;    /* [block_k][Dv] dV accumulator */
-    float *q;     /* [block_q][D]  Q tile converted to float32 */
-    float *d_o;   /* [block_q][Dv] dO tile converted to float32 */
-    float *s;     /* [block_q][block_k] S, then P */
-    float *dp;    /* [block_q][block_k] dP, then dS */
-    float *bias;  /* [block_q][block_k] the bias tile as float32 */
-    float *lse;   /* [block_q] */
-    float *delta; /* [block_q] */
-    float *dq;    /* [block_q][D]  this step's dS K, before it joins dQ */
+    float *k;       /* [block_k][D]  K tile, row form (for dQ += dS K) */
+    float *k_panel; /* K as the forward's pack_k packs it (for S = Q K^T) */
+    float *v_panel; /* V packed the same way (for dP = dO V^T) */
+    float *dk;      /* [block_k][D]  dK accumulator */
+    float *dv;      /* [block_k][Dv] dV accumulator */
+    float *q;       /* [block_q][D]  Q tile converted to float32 */
+    float *d_o;     /* [block_q][Dv] dO tile converted to float32 */
+    float *s;       /* [block_q][block_k] S, then P */
+    float *dp;      /* [block_q][block_k] dP, then dS */
+    float *bias;    /* [block_q][block_k] the bias tile as float32 */
+    float *lse;     /* [block_q] */
+    float *delta;   /* [block_q] */
+    float *dq;      /* [block_q][D]  this step's dS K, before it joins dQ */
 } workspace;
 
 static float *carve(float **cursor, int64_t floats) {
@@ -248,8 +252,8 @@ static workspace carve_workspace(const bwd_plan *p, float *base) {
     float *cur = base;
     int64_t bq = p->block_q, bk = p->block_k;
     w.k = carve(&cur, bk * p->d);
-    w.k_t = carve(&cur, p->d * bk);
-    w.v_t = carve(&cur, p->dv * bk);
+    w.k_panel = carve(&cur, p->k_panel_floats);
+    w.v_panel = carve(&cur, p->v_panel_floats);
     w.dk = carve(&cur, bk * p->d);
     w.dv = carve(&cur, bk * p->dv);
     w.q = carve(&cur, bq * p->d);
@@ -378,11 +382,11 @@ static void tile_step(const bwd_run *run, const sequence *s, int64_t h, int64_t 
         t.bias = ws->bias;
     }
 
-    kr->gemm(m, n, d, q, ldq, 1, ws->k_t, bk, ws->s, bk, 0);      /* S  = Q K^T   */
-    kr->gemm(m, n, dv, d_o, lddo, 1, ws->v_t, bk, ws->dp, bk, 0); /* dP = dO V^T  */
-    kr->grad_scores(&t, ws->s, ws->dp, bk);                       /* P, dS        */
-    kr->gemm(n, dv, m, ws->s, 1, bk, d_o, lddo, ws->dv, dv, 1);   /* dV += P^T dO */
-    kr->gemm(n, d, m, ws->dp, 1, bk, q, ldq, ws->dk, d, 1);       /* dK += dS^T Q */
+    kr->scores->qk(m, n, d, q, ldq, ws->k_panel, 1.0f, ws->s, bk);      /* S  = Q K^T  */
+    kr->scores->qk(m, n, dv, d_o, lddo, ws->v_panel, 1.0f, ws->dp, bk); /* dP = dO V^T */
+    kr->grad_scores(&t, ws->s, ws->dp, bk);                             /* P, dS       */
+    kr->gemm(n, dv, m, ws->s, 1, bk, d_o, lddo, ws->dv, dv, 1);         /* dV += P^T dO */
+    kr->gemm(n, d, m, ws->dp, 1, bk, q, ldq, ws->dk, d, 1);             /* dK += dS^T Q */
     float *dq = run->dq_acc + ((group * p->heads_q + h) * p->rows_q +
                                (p->varlen ? s->q_start : s->b * p->seqlen_q) + i0) *
                                   d;
@@ -417,15 +421,13 @@ static void run_work_item(const bwd_run *run, int64_t w, const workspace *ws) {
         int64_t j0 = kt * bk, n = s.seqlen_k - j0 < bk ? s.seqlen_k - j0 : bk;
         int64_t k_off = offset(p->k_stride, b, s.k_start + j0, kv_head);
         int64_t v_off = offset(p->v_stride, b, s.k_start + j0, kv_head);
-        /* Pack K^T and V^T (zero-padded to block_k columns); K's rows. */
-        for (int64_t c = 0; c < d; c++)
-            for (int64_t r = 0; r < bk; r++)
-                ws->k_t[c * bk + r] =
-                    r < n ? ta_load_f32(a->k.data, p->dtype, k_off + r * p->k_stride[1] + c) : 0.0f;
-        for (int64_t c = 0; c < dv; c++)
-            for (int64_t r = 0; r < bk; r++)
-                ws->v_t[c * bk + r] =
-                    r < n ? ta_load_f32(a->v.data, p->dtype, v_off + r * p->v_stride[1] + c) : 0.0f;
+        /* K and V packed for the forward's qk (float32, whatever the
+         * input dtype); K's rows as float32 for dQ. */
+        const ta_ukernels *sc = run->kernels->scores;
+        sc->pack_k(n, d, (const char *)a->k.data + k_off * (ptrdiff_t)p->elem, p->dtype,
+                   p->k_stride[1], ws->k_panel);
+        sc->pack_k(n, dv, (const char *)a->v.data + v_off * (ptrdiff_t)p->elem, p->dtype,
+                   p->v_stride[1], ws->v_panel);
         int64_t ldk;
         const float *k_rows =
             rows_as_f32(a->k.data, p->dtype, k_off, p->k_stride[1], n, d, ws->k, &ldk);
@@ -506,7 +508,7 @@ tileattn_status ta_backward_with(const tileattn_backward_args *args,
     tileattn_status st = tileattn_validate_backward(args);
     if (st) return st;
     bwd_plan plan;
-    plan_backward(args, &plan);
+    plan_backward(args, kernels->scores, &plan);
 
     /* Everything is allocated before anything is written. calloc leaves
      * the dQ groups' pages untouched until a tile adds to them. */

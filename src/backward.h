@@ -6,14 +6,17 @@
  *
  * One (key tile j, query tile i) step of FlashAttention-2's backward, for an
  * m x n tile (m queries, n keys):
- *   S   = Q_i K_j^T               gemm, C = A B with B = K^T packed [D][n]
- *   dP  = dO_i V_j^T              gemm, B = V^T packed [Dv][n]
+ *   S   = Q_i K_j^T               the forward's pack_k + qk (K_j packed once)
+ *   dP  = dO_i V_j^T              the forward's pack_k + qk (V_j packed as a K)
  *   P, dS from S and dP           grad_scores (in place: S <- P, dP <- dS)
  *   dV_j += P^T dO_i              gemm, A read transposed
  *   dK_j += dS^T Q_i              gemm, A read transposed
  *   dQ_i += dS K_j                gemm, B = K packed [n][D]
  * dS leaves grad_scores already multiplied by the scale (and the softcap's
- * derivative), so dK and dQ need no further scaling.
+ * derivative), so dK and dQ need no further scaling. The first two are the
+ * forward's own Q.K^T microkernel (ukernel.h), whose register block reads
+ * panels packed once per key tile; the other three need a transposed A or
+ * a row-major B, which the backward's gemm reads through its strides.
  */
 #ifndef TILEATTN_BACKWARD_H
 #define TILEATTN_BACKWARD_H
@@ -22,6 +25,7 @@
 
 #include "mask.h"
 #include "tileattn.h"
+#include "ukernel.h"
 
 /* What grad_scores needs to know about one tile besides S and dP. */
 typedef struct ta_bwd_tile {
@@ -53,17 +57,24 @@ typedef struct ta_bwd_kernels {
      * dS = scale * P * (dP - delta_i) * (softcap' if any). Overwrites
      * s[i*ld + j] with P and dp[i*ld + j] with dS. */
     void (*grad_scores)(const ta_bwd_tile *t, float *s, float *dp, int64_t ld);
+
+    /* The forward's float32 table of the same instruction set: its pack_k
+     * and qk (scale 1) compute S and dP. */
+    const ta_ukernels *scores;
 } ta_bwd_kernels;
 
 extern const ta_bwd_kernels ta_bwd_kernels_portable;
 /* NULL when the build has no x86-64 SIMD code. */
 const ta_bwd_kernels *ta_bwd_kernels_avx512(void);
 const ta_bwd_kernels *ta_bwd_kernels_avx2(void);
+/* The portable kernels with the NEON Q.K^T (AArch64); NULL elsewhere. */
+const ta_bwd_kernels *ta_bwd_kernels_neon(void);
 
-/* The table tileattn_backward uses: the one of the forward's instruction set
- * (dispatch.c chooses it once, TILEATTN_ISA included): AVX-512 for the
- * avx512 tables, AVX2 for avx2, portable otherwise. NULL with *status set
- * when TILEATTN_ISA is not a known name. */
+/* The table tileattn_backward uses: the one of the instruction set of the
+ * forward's float32 table (dispatch.c chooses it once, TILEATTN_ISA
+ * included): AVX-512 for the avx512 tables, AVX2 for avx2, NEON for neon,
+ * portable otherwise. NULL with *status set when TILEATTN_ISA is not a
+ * known name. */
 const ta_bwd_kernels *ta_bwd_kernels_select(tileattn_status *status);
 
 /* Every backward table this CPU runs, portable first. Returns how many were

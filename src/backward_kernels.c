@@ -9,6 +9,7 @@
 
 #include "backward.h"
 #include "dispatch.h"
+#include "tileattn_config.h"
 
 static void gemm_portable(int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa, int64_t csa,
                           const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate) {
@@ -65,12 +66,33 @@ const ta_bwd_kernels ta_bwd_kernels_portable = {
     .isa = "portable",
     .gemm = gemm_portable,
     .grad_scores = grad_scores_portable,
+    .scores = &ta_ukernels_scalar,
 };
+
+#if TILEATTN_HAVE_ARM_SIMD
+/* AArch64: S and dP on the NEON register block; the rest stays portable
+ * (plain C the compiler vectorizes for the baseline, which includes NEON). */
+static const ta_bwd_kernels kernels_neon = {
+    .isa = "neon",
+    .gemm = gemm_portable,
+    .grad_scores = grad_scores_portable,
+    .scores = &ta_ukernels_neon,
+};
+const ta_bwd_kernels *ta_bwd_kernels_neon(void) {
+    return &kernels_neon;
+}
+#else
+const ta_bwd_kernels *ta_bwd_kernels_neon(void) {
+    return NULL;
+}
+#endif
 
 const ta_bwd_kernels *ta_bwd_kernels_select(tileattn_status *status) {
     tileattn_status st = TILEATTN_OK;
-    /* Follow the forward's choice, so that one place picks the ISA. */
-    const ta_ukernels *uk = ta_ukernels_select(&st);
+    /* Follow the forward's choice for float32, the backward's arithmetic,
+     * so that one place picks the ISA (TILEATTN_ISA included): the best
+     * table overall may serve 16-bit inputs only (amx, neonbf16). */
+    const ta_ukernels *uk = ta_ukernels_for_dtype(TILEATTN_F32, &st);
     *status = st;
     if (st) return NULL;
     const ta_bwd_kernels *simd = NULL;
@@ -78,14 +100,18 @@ const ta_bwd_kernels *ta_bwd_kernels_select(tileattn_status *status) {
         simd = ta_bwd_kernels_avx512();
     else if (strcmp(uk->isa, "avx2") == 0)
         simd = ta_bwd_kernels_avx2();
+    else if (strncmp(uk->isa, "neon", 4) == 0)
+        simd = ta_bwd_kernels_neon();
     return simd ? simd : &ta_bwd_kernels_portable;
 }
 
 int ta_bwd_kernels_all(const ta_bwd_kernels **list, int max) {
     const ta_cpu_features *f = ta_cpu_features_get();
     const ta_bwd_kernels *avx2 = ta_bwd_kernels_avx2(), *avx512 = ta_bwd_kernels_avx512();
+    const ta_bwd_kernels *neon = ta_bwd_kernels_neon();
     int count = 0;
     if (count < max) list[count++] = &ta_bwd_kernels_portable;
+    if (count < max && neon && f->asimd) list[count++] = neon;
     if (count < max && avx2 && f->avx2 && f->fma && f->f16c) list[count++] = avx2;
     if (count < max && avx512 && f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq &&
         f->fma && f->f16c)

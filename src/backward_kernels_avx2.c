@@ -17,8 +17,10 @@
  * are exact for the few ULP above 0 that rounding can give.
  */
 #include "backward.h"
+#include "tileattn_config.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* With the x86-64 SIMD tables only: S and dP run on the forward's. */
+#if defined(__x86_64__) && defined(__GNUC__) && TILEATTN_HAVE_X86_SIMD
 #include <immintrin.h>
 #include <math.h>
 
@@ -211,6 +213,7 @@ static const ta_bwd_kernels kernels_avx2 = {
     .isa = "avx2",
     .gemm = gemm_avx2,
     .grad_scores = grad_scores_avx2,
+    .scores = &ta_ukernels_avx2,
 };
 
 const ta_bwd_kernels *ta_bwd_kernels_avx2(void) {

@@ -15,8 +15,10 @@
  * backward_kernels_avx2.c.
  */
 #include "backward.h"
+#include "tileattn_config.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* With the x86-64 SIMD tables only: S and dP run on the forward's. */
+#if defined(__x86_64__) && defined(__GNUC__) && TILEATTN_HAVE_X86_SIMD
 #include <immintrin.h>
 #include <math.h>
 
@@ -183,6 +185,7 @@ static const ta_bwd_kernels kernels_avx512 = {
     .isa = "avx512",
     .gemm = gemm_avx512,
     .grad_scores = grad_scores_avx512,
+    .scores = &ta_ukernels_avx512,
 };
 
 const ta_bwd_kernels *ta_bwd_kernels_avx512(void) {

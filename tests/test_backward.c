@@ -644,6 +644,37 @@ Test(backward, bad_inputs_write_nothing) {
 
 /* TILEATTN_ISA=scalar forces the portable backward (Criterion runs each
  * test in its own process, so the dispatch has not chosen yet). */
+/* Each table computes S and dP with the forward's float32 table of its own
+ * instruction set (portable with scalar), which reads Q as plain float32
+ * rows; the selected one follows the forward's choice. */
+Test(backward, tables_pair_with_forward_tables) {
+    const ta_bwd_kernels *tables[4];
+    int n = ta_bwd_kernels_all(tables, 4);
+    cr_assert(n >= 1 && strcmp(tables[0]->isa, "portable") == 0);
+    for (int i = 0; i < n; i++) {
+        const ta_ukernels *sc = tables[i]->scores;
+        cr_assert_not_null(sc, "%s", tables[i]->isa);
+        cr_assert(sc->pack_k && sc->packed_k_floats && sc->qk, "%s", tables[i]->isa);
+        cr_assert(sc->dtypes & TA_DTYPE_BIT(TILEATTN_F32), "%s: %s", tables[i]->isa, sc->isa);
+        cr_assert_eq(sc->q_native, 0, "%s: %s", tables[i]->isa, sc->isa);
+        const char *want = strcmp(tables[i]->isa, "portable") == 0 ? "scalar" : tables[i]->isa;
+        cr_assert_str_eq(sc->isa, want);
+        printf("backward table %s: S and dP on the %s table\n", tables[i]->isa, sc->isa);
+    }
+    tileattn_status st;
+    const ta_bwd_kernels *k = ta_bwd_kernels_select(&st);
+    cr_assert_eq(st, TILEATTN_OK);
+    const char *fwd = tileattn_isa_name();
+    if (strncmp(fwd, "avx512", 6) == 0 || strcmp(fwd, "amx") == 0)
+        cr_assert_str_eq(k->isa, "avx512");
+    else if (strcmp(fwd, "avx2") == 0)
+        cr_assert_str_eq(k->isa, "avx2");
+    else if (strncmp(fwd, "neon", 4) == 0)
+        cr_assert_str_eq(k->isa, "neon");
+    else
+        cr_assert_str_eq(k->isa, "portable");
+}
+
 Test(backward, isa_env_forces_portable) {
     setenv("TILEATTN_ISA", "scalar", 1);
     tileattn_status st;
