@@ -120,7 +120,9 @@ static int isa_rank(const char *name) {
 
 const ta_decode_kernels *ta_decode_kernels_select(tileattn_status *status) {
     tileattn_status st = TILEATTN_OK;
-    const ta_ukernels *uk = ta_ukernels_select(&st);
+    /* The float32 table's ISA: decoding computes in float32, and the best
+     * table overall may serve 16-bit inputs only (amx). */
+    const ta_ukernels *uk = ta_ukernels_for_dtype(TILEATTN_F32, &st);
     if (status) *status = st;
     if (!uk) return NULL;
     const ta_decode_kernels *list[3];
