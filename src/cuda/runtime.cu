@@ -227,15 +227,17 @@ extern "C" tileattn_status tileattn_cuda_describe_plan(const tileattn_forward_ar
     ta_desc d;
     tileattn_status st = plan(host_args, dev, &d);
     if (st) return st;
+    int wgmma = ta_cuda_desc_engine(&d) == TA_CUDA_ENGINE_WGMMA;
     snprintf(buf, len,
              "cuda: %s, head dim %lld on the %d-wide %s kernel, tiles %lld x %lld (query x key), "
              "%d warps, grid %lld x %lld x %lld blocks, %zu bytes of shared memory per block, "
-             "%d multiprocessors, compute capability %d.%d\n",
+             "%d multiprocessors, compute capability %d.%d "
+             "(TILEATTN_CUDA_TILES=%lldx%lldx%d:%s forces it)\n",
              d.dtype == TILEATTN_BF16 ? "bfloat16" : "float16", (long long)d.head_dim,
-             ta_cuda_kernel_head_dim(d.head_dim),
-             ta_cuda_desc_engine(&d) == TA_CUDA_ENGINE_WGMMA ? "wgmma" : "mma.sync",
+             ta_cuda_kernel_head_dim(d.head_dim), wgmma ? "wgmma" : "mma.sync",
              (long long)d.block_q, (long long)d.block_k, d.num_threads / 32,
              (long long)d.num_q_tiles, (long long)d.heads_q, (long long)d.batch, d.l1d_bytes,
-             dev.sm_count, dev.cc / 10, dev.cc % 10);
+             dev.sm_count, dev.cc / 10, dev.cc % 10, (long long)d.block_q, (long long)d.block_k,
+             d.num_threads / 32, wgmma ? "wgmma" : "mma");
     return TILEATTN_OK;
 }

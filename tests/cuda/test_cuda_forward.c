@@ -273,6 +273,42 @@ static int check_refusals(void) {
     return ok;
 }
 
+/* tileattn_cuda_describe_plan names the TILEATTN_CUDA_TILES value of the
+ * kernel it picked; forcing that value must give the same plan. */
+static int check_describe_forces(void) {
+    static uint16_t buf[4 * 64];
+    static const int64_t problems[][3] = {{512, 64, 1}, {4096, 128, 0}, {300, 256, 1}};
+    int ok = 1;
+    for (int p = 0; p < 3; p++) {
+        tileattn_forward_args a;
+        tileattn_forward_args_init(&a);
+        a.batch = 1, a.seqlen_q = a.seqlen_k = problems[p][0], a.heads_q = a.heads_kv = 16;
+        a.head_dim = problems[p][1];
+        a.causal = problems[p][2] ? TILEATTN_CAUSAL_BOTTOM_RIGHT : TILEATTN_CAUSAL_NONE;
+        a.dtype = TILEATTN_BF16;
+        a.q = a.k = a.v = tileattn_tensor_contiguous(buf, a.seqlen_q, 16, a.head_dim);
+        a.o = tileattn_tensor_out_contiguous(buf, a.seqlen_q, 16, a.head_dim);
+        char first[512], forced[512], value[64];
+        const char *at = NULL;
+        if (tileattn_cuda_describe_plan(&a, first, sizeof first) == TILEATTN_OK)
+            at = strstr(first, "TILEATTN_CUDA_TILES=");
+        if (!at || sscanf(at, "TILEATTN_CUDA_TILES=%63s", value) != 1) {
+            printf("FAIL describe names no TILEATTN_CUDA_TILES value: %s\n", first);
+            ok = 0;
+            continue;
+        }
+        setenv("TILEATTN_CUDA_TILES", value, 1);
+        tileattn_status st = tileattn_cuda_describe_plan(&a, forced, sizeof forced);
+        unsetenv("TILEATTN_CUDA_TILES");
+        if (st != TILEATTN_OK || strcmp(first, forced) != 0) {
+            printf("FAIL TILEATTN_CUDA_TILES=%s changes the plan:\n  %s  %s\n", value, first,
+                   forced);
+            ok = 0;
+        }
+    }
+    return ok;
+}
+
 int main(void) {
     if (!tileattn_cuda_available()) {
         printf("no CUDA device of compute capability 8.0+: skipped (%s)\n",
@@ -389,8 +425,8 @@ int main(void) {
         }
     }
     unsetenv("TILEATTN_CUDA_TILES");
-    int refusals = check_refusals();
-    printf("%d of %d cases passed; worst error / tolerance %.3f; refusals %s\n", passed, total,
-           worst, refusals ? "ok" : "FAILED");
-    return passed == total && refusals ? 0 : 1;
+    int refusals = check_refusals(), describe = check_describe_forces();
+    printf("%d of %d cases passed; worst error / tolerance %.3f; refusals %s; describe %s\n",
+           passed, total, worst, refusals ? "ok" : "FAILED", describe ? "ok" : "FAILED");
+    return passed == total && refusals && describe ? 0 : 1;
 }
