@@ -37,6 +37,11 @@ template <typename Kernel>
 cudaError_t ta_cuda_launch(const ta_desc &d, const tileattn_forward_args &a, cudaStream_t stream) {
     using Traits = typename Kernel::Traits;
     auto kernel = Kernel::kernel;
+    /* The planner states the block's shared memory in the description from
+     * its own formula (ta_cuda_smem_bytes, C); the kernel carves the traits'
+     * layout. Refuse to run if the two ever disagree (the suite forces
+     * every configuration, so it would catch that). */
+    if ((size_t)Traits::kSmemBytes != d.l1d_bytes) return cudaErrorInvalidConfiguration;
     /* More than 48 KB of dynamic shared memory must be asked for. */
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            Traits::kSmemBytes);
