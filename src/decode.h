@@ -30,6 +30,19 @@
  * arrays the driver keeps on the stack. */
 #define TA_DECODE_MAX_BLOCK_K 64
 
+/* Runs CALL(dt) with dt the cache dtype as a compile-time constant, so
+ * that an always_inline kernel body is compiled once per dtype, with the
+ * conversion inside its vector loop and no branch there. */
+#define TA_DECODE_SWITCH_DTYPE(dtype, CALL)                                                        \
+    do {                                                                                           \
+        switch (dtype) {                                                                           \
+        case TILEATTN_CACHE_F32: CALL(TILEATTN_CACHE_F32); break;                                  \
+        case TILEATTN_CACHE_F16: CALL(TILEATTN_CACHE_F16); break;                                  \
+        case TILEATTN_CACHE_BF16: CALL(TILEATTN_CACHE_BF16); break;                                \
+        case TILEATTN_CACHE_INT8: CALL(TILEATTN_CACHE_INT8); break;                                \
+        }                                                                                          \
+    } while (0)
+
 typedef struct ta_decode_kernels {
     const char *isa; /* "scalar", "avx2", "avx512" */
 
@@ -38,9 +51,10 @@ typedef struct ta_decode_kernels {
     void (*qk)(int64_t rows, int64_t n, int64_t d, const float *q, int64_t ldq,
                const void *const *k_rows, tileattn_cache_dtype dtype, float *s, int64_t lds);
 
-    /* The online-softmax update of ta_ukernels.softmax: for each row, raise
-     * row_max, turn S into exp(S - max) in place, update row_sum and rescale
-     * the row of O when the max moved. exp(-inf) is exactly 0. */
+    /* The online-softmax update: the forward's ta_ukernels.softmax of the
+     * same instruction set (for each row, raise row_max, turn S into
+     * exp(S - max) in place, update row_sum and rescale the row of O when
+     * the max moved; exp(-inf) is exactly 0). */
     void (*softmax)(int64_t rows, int64_t n, float *s, int64_t lds, float *row_max, float *row_sum,
                     float *o, int64_t ldo, int64_t dv);
 

@@ -1,27 +1,29 @@
 /*
- * Decoding kernels: streaming dot products, the online-softmax update and
- * the P.V accumulation over K/V rows read in place from the cache.
+ * Decoding kernels: streaming dot products and the P.V accumulation over
+ * K/V rows read in place from the cache; the online-softmax update between
+ * them is the forward's microkernel of the same instruction set.
  *
  * Decoding reads each K/V byte once and does 2 x rows FLOPs per element, so
  * it is bound by memory bandwidth as soon as the kernels convert and
  * multiply faster than memory delivers. Each ISA's body is one function per
  * step with the cache dtype as a compile-time constant (always_inline
- * helpers called from a switch), so the dtype conversion sits inside the
- * vector loop without a branch. This file holds the portable kernels and
+ * helpers called through TA_DECODE_SWITCH_DTYPE), so the dtype conversion
+ * sits inside the vector loop without a branch. This file holds the portable kernels and
  * the choice among the tables; the AVX2 and AVX-512 ones
  * (decode_kernels_avx2.c, decode_kernels_avx512.c) are compiled with
  * target attributes only (never -mavx* for the file) and chosen at run time
  * from the CPU's features.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../simd/scalar/ukernels_scalar.h"
 #include "convert.h"
 #include "decode.h"
 #include "dispatch.h"
+#include "tileattn_config.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && TILEATTN_HAVE_X86_SIMD
 #define TA_DECODE_X86 1
 #else
 #define TA_DECODE_X86 0
@@ -51,32 +53,6 @@ static void qk_scalar(int64_t rows, int64_t n, int64_t d, const float *q, int64_
         }
 }
 
-static void softmax_scalar(int64_t rows, int64_t n, float *s, int64_t lds, float *row_max,
-                           float *row_sum, float *o, int64_t ldo, int64_t dv) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *sr = s + r * lds;
-        float new_max = row_max[r];
-        for (int64_t j = 0; j < n; j++)
-            new_max = sr[j] > new_max ? sr[j] : new_max;
-        if (new_max == -INFINITY) { /* nothing seen yet: every probability is 0 */
-            for (int64_t j = 0; j < n; j++)
-                sr[j] = 0.0f;
-            continue;
-        }
-        float sum = 0.0f;
-        for (int64_t j = 0; j < n; j++) {
-            sr[j] = expf(sr[j] - new_max);
-            sum += sr[j];
-        }
-        float alpha = expf(row_max[r] - new_max);
-        if (alpha != 1.0f)
-            for (int64_t c = 0; c < dv; c++)
-                o[r * ldo + c] *= alpha;
-        row_sum[r] = row_sum[r] * alpha + sum;
-        row_max[r] = new_max;
-    }
-}
-
 static void pv_scalar(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t ldp,
                       const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
                       int64_t ldo) {
@@ -88,7 +64,8 @@ static void pv_scalar(int64_t rows, int64_t n, int64_t dv, const float *p, int64
         }
 }
 
-const ta_decode_kernels ta_decode_kernels_scalar = {"scalar", qk_scalar, softmax_scalar, pv_scalar};
+const ta_decode_kernels ta_decode_kernels_scalar = {"scalar", qk_scalar, ta_softmax_f32_scalar,
+                                                    pv_scalar};
 
 #if TA_DECODE_X86
 static int runs_avx512(const ta_cpu_features *f) {

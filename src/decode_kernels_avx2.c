@@ -4,19 +4,19 @@
  * the cache (decode_kernels.c describes the design). Only the functions
  * carry the AVX2 target attribute; the file is compiled for the baseline
  * ISA, and ta_decode_kernels_select calls in only after checking the CPU.
- * The vector vocabulary (horizontal sums, vf_exp: below 1 ULP on
- * [-87.3, 0], 0 below, so -inf gives 0) is the forward's.
+ * The horizontal sums are the forward's vector vocabulary, and the softmax
+ * is the forward's own (ta_softmax_f32_avx2, vf_exp below 1 ULP).
  */
-#include <math.h>
-
 #include "convert.h"
 #include "decode.h"
+#include "tileattn_config.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* With the x86-64 SIMD tables only: the softmax is the forward's. */
+#if defined(__x86_64__) && defined(__GNUC__) && TILEATTN_HAVE_X86_SIMD
 #include <immintrin.h>
 
 #include "../simd/x86/avx2/vec_avx2.h"
-#include "../simd/x86/common/vexp_f32.h"
+#include "../simd/x86/ukernels_x86.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define AVX2   __attribute__((target("avx2,fma,f16c")))
@@ -101,57 +101,9 @@ INLINE AVX2 void qk_avx2_typed(int64_t rows, int64_t n, int64_t d, const float *
 static AVX2 void qk_avx2(int64_t rows, int64_t n, int64_t d, const float *q, int64_t ldq,
                          const void *const *k_rows, tileattn_cache_dtype dtype, float *s,
                          int64_t lds) {
-    switch (dtype) {
-    case TILEATTN_CACHE_F32:
-        qk_avx2_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_F32, s, lds);
-        break;
-    case TILEATTN_CACHE_F16:
-        qk_avx2_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_F16, s, lds);
-        break;
-    case TILEATTN_CACHE_BF16:
-        qk_avx2_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_BF16, s, lds);
-        break;
-    case TILEATTN_CACHE_INT8:
-        qk_avx2_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_INT8, s, lds);
-        break;
-    }
-}
-
-static AVX2 void softmax_avx2(int64_t rows, int64_t n, float *s, int64_t lds, float *row_max,
-                              float *row_sum, float *o, int64_t ldo, int64_t dv) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *sr = s + r * lds;
-        __m256 vmax = _mm256_set1_ps(-INFINITY);
-        int64_t j = 0;
-        for (; j + 8 <= n; j += 8)
-            vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(sr + j));
-        float new_max = vf_hmax(vmax);
-        for (; j < n; j++)
-            new_max = sr[j] > new_max ? sr[j] : new_max;
-        if (row_max[r] > new_max) new_max = row_max[r];
-        if (new_max == -INFINITY) {
-            for (j = 0; j < n; j++)
-                sr[j] = 0.0f;
-            continue;
-        }
-        __m256 vnew = _mm256_set1_ps(new_max), vsum = _mm256_setzero_ps();
-        for (j = 0; j + 8 <= n; j += 8) {
-            __m256 p = vf_exp(_mm256_sub_ps(_mm256_loadu_ps(sr + j), vnew));
-            _mm256_storeu_ps(sr + j, p);
-            vsum = _mm256_add_ps(vsum, p);
-        }
-        float sum = vf_hsum(vsum);
-        for (; j < n; j++) {
-            sr[j] = expf(sr[j] - new_max);
-            sum += sr[j];
-        }
-        float alpha = expf(row_max[r] - new_max);
-        if (alpha != 1.0f)
-            for (int64_t c = 0; c < dv; c++)
-                o[r * ldo + c] *= alpha;
-        row_sum[r] = row_sum[r] * alpha + sum;
-        row_max[r] = new_max;
-    }
+#define QK_TYPED(dt) qk_avx2_typed(rows, n, d, q, ldq, k_rows, dt, s, lds)
+    TA_DECODE_SWITCH_DTYPE(dtype, QK_TYPED);
+#undef QK_TYPED
 }
 
 INLINE AVX2 void pv_chunk_avx2(int rows_in_block, int64_t n, int64_t c, const float *p, int64_t ldp,
@@ -219,22 +171,11 @@ INLINE AVX2 void pv_avx2_typed(int64_t rows, int64_t n, int64_t dv, const float 
 static AVX2 void pv_avx2(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t ldp,
                          const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
                          int64_t ldo) {
-    switch (dtype) {
-    case TILEATTN_CACHE_F32:
-        pv_avx2_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_F32, o, ldo);
-        break;
-    case TILEATTN_CACHE_F16:
-        pv_avx2_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_F16, o, ldo);
-        break;
-    case TILEATTN_CACHE_BF16:
-        pv_avx2_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_BF16, o, ldo);
-        break;
-    case TILEATTN_CACHE_INT8:
-        pv_avx2_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_INT8, o, ldo);
-        break;
-    }
+#define PV_TYPED(dt) pv_avx2_typed(rows, n, dv, p, ldp, v_rows, dt, o, ldo)
+    TA_DECODE_SWITCH_DTYPE(dtype, PV_TYPED);
+#undef PV_TYPED
 }
 
-const ta_decode_kernels ta_decode_kernels_avx2 = {"avx2", qk_avx2, softmax_avx2, pv_avx2};
+const ta_decode_kernels ta_decode_kernels_avx2 = {"avx2", qk_avx2, ta_softmax_f32_avx2, pv_avx2};
 
 #endif

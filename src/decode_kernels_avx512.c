@@ -4,20 +4,19 @@
  * from the cache (decode_kernels.c describes the design). Only the
  * functions carry the AVX-512 target attribute; the file is compiled for
  * the baseline ISA, and ta_decode_kernels_select calls in only after
- * checking the CPU. exp is the forward's vf_exp
- * (simd/x86/common/vexp_f32.h: below 1 ULP on [-87.3, 0], 0 below, so -inf
- * gives 0).
+ * checking the CPU. The softmax is the forward's own
+ * (ta_softmax_f32_avx512, vf_exp below 1 ULP).
  */
-#include <math.h>
-
 #include "convert.h"
 #include "decode.h"
+#include "tileattn_config.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* With the x86-64 SIMD tables only: the softmax is the forward's. */
+#if defined(__x86_64__) && defined(__GNUC__) && TILEATTN_HAVE_X86_SIMD
 #include <immintrin.h>
 
 #include "../simd/x86/avx512/vec_avx512.h"
-#include "../simd/x86/common/vexp_f32.h"
+#include "../simd/x86/ukernels_x86.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
@@ -140,58 +139,9 @@ INLINE AVX512 void qk_avx512_typed(int64_t rows, int64_t n, int64_t d, const flo
 static AVX512 void qk_avx512(int64_t rows, int64_t n, int64_t d, const float *q, int64_t ldq,
                              const void *const *k_rows, tileattn_cache_dtype dtype, float *s,
                              int64_t lds) {
-    switch (dtype) {
-    case TILEATTN_CACHE_F32:
-        qk_avx512_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_F32, s, lds);
-        break;
-    case TILEATTN_CACHE_F16:
-        qk_avx512_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_F16, s, lds);
-        break;
-    case TILEATTN_CACHE_BF16:
-        qk_avx512_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_BF16, s, lds);
-        break;
-    case TILEATTN_CACHE_INT8:
-        qk_avx512_typed(rows, n, d, q, ldq, k_rows, TILEATTN_CACHE_INT8, s, lds);
-        break;
-    }
-}
-
-static AVX512 void softmax_avx512(int64_t rows, int64_t n, float *s, int64_t lds, float *row_max,
-                                  float *row_sum, float *o, int64_t ldo, int64_t dv) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *sr = s + r * lds;
-        __m512 vmax = _mm512_set1_ps(-INFINITY);
-        for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 m = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
-            vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, sr + j));
-        }
-        float tile_max = _mm512_reduce_max_ps(vmax);
-        float new_max = tile_max > row_max[r] ? tile_max : row_max[r];
-        if (new_max == -INFINITY) {
-            for (int64_t j = 0; j < n; j++)
-                sr[j] = 0.0f;
-            continue;
-        }
-        __m512 vnew = _mm512_set1_ps(new_max), vsum = _mm512_setzero_ps();
-        for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 m = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
-            __m512 p = vf_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sr + j), vnew));
-            _mm512_mask_storeu_ps(sr + j, m, p);
-            vsum = _mm512_add_ps(vsum, _mm512_maskz_mov_ps(m, p));
-        }
-        float alpha = expf(row_max[r] - new_max);
-        if (alpha != 1.0f) {
-            float *orow = o + r * ldo;
-            __m512 va = _mm512_set1_ps(alpha);
-            for (int64_t c = 0; c < dv; c += 16) {
-                __mmask16 m = dv - c >= 16 ? 0xffff : (__mmask16)((1u << (dv - c)) - 1);
-                _mm512_mask_storeu_ps(orow + c, m,
-                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(m, orow + c), va));
-            }
-        }
-        row_sum[r] = row_sum[r] * alpha + _mm512_reduce_add_ps(vsum);
-        row_max[r] = new_max;
-    }
+#define QK_TYPED(dt) qk_avx512_typed(rows, n, d, q, ldq, k_rows, dt, s, lds)
+    TA_DECODE_SWITCH_DTYPE(dtype, QK_TYPED);
+#undef QK_TYPED
 }
 
 /* O[rows_in_block][c0 .. c0 + 16 chunks) += P . V[:, same columns], with
@@ -255,22 +205,12 @@ INLINE AVX512 void pv_avx512_typed(int64_t rows, int64_t n, int64_t dv, const fl
 static AVX512 void pv_avx512(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t ldp,
                              const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
                              int64_t ldo) {
-    switch (dtype) {
-    case TILEATTN_CACHE_F32:
-        pv_avx512_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_F32, o, ldo);
-        break;
-    case TILEATTN_CACHE_F16:
-        pv_avx512_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_F16, o, ldo);
-        break;
-    case TILEATTN_CACHE_BF16:
-        pv_avx512_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_BF16, o, ldo);
-        break;
-    case TILEATTN_CACHE_INT8:
-        pv_avx512_typed(rows, n, dv, p, ldp, v_rows, TILEATTN_CACHE_INT8, o, ldo);
-        break;
-    }
+#define PV_TYPED(dt) pv_avx512_typed(rows, n, dv, p, ldp, v_rows, dt, o, ldo)
+    TA_DECODE_SWITCH_DTYPE(dtype, PV_TYPED);
+#undef PV_TYPED
 }
 
-const ta_decode_kernels ta_decode_kernels_avx512 = {"avx512", qk_avx512, softmax_avx512, pv_avx512};
+const ta_decode_kernels ta_decode_kernels_avx512 = {"avx512", qk_avx512, ta_softmax_f32_avx512,
+                                                    pv_avx512};
 
 #endif
