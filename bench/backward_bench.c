@@ -35,17 +35,6 @@ static int run_backward(void *ctx) {
     return tileattn_backward(&((bwd_buffers *)ctx)->bwd) != TILEATTN_OK;
 }
 
-static int parse_int(const char *flag, const char *text, int64_t min, int64_t *out) {
-    char *end;
-    long long v = strtoll(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || v < min) {
-        fprintf(stderr, "tileattn bench --backward: bad value for %s: %s\n", flag, text);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_flags(int argc, char **argv, bwd_bench *b) {
     *b = (bwd_bench){1, 4, 0, 2048, 128, TILEATTN_F32, 0, 1, 3, 0};
     for (int i = 1; i < argc; i++) {
@@ -90,12 +79,16 @@ static int parse_flags(int argc, char **argv, bwd_bench *b) {
         int matched = 0;
         for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
             if (strcmp(f, ints[k].name) == 0) {
-                if (parse_int(f, val, ints[k].min, ints[k].dst)) return -1;
+                if (bench_parse_int("tileattn bench --backward", f, val, ints[k].min, INT64_MAX,
+                                    ints[k].dst))
+                    return -1;
                 matched = 1;
             }
         if (matched) continue;
         if (strcmp(f, "--threads") == 0 || strcmp(f, "--repeats") == 0) {
-            if (parse_int(f, val, strcmp(f, "--threads") == 0 ? 0 : 1, &v)) return -1;
+            if (bench_parse_int("tileattn bench --backward", f, val,
+                                strcmp(f, "--threads") == 0 ? 0 : 1, INT64_MAX, &v))
+                return -1;
             if (v > 100000) v = 100000;
             if (f[2] == 't')
                 b->threads = (int)v;

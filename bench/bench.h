@@ -150,6 +150,14 @@ double bench_load_element(const void *data, tileattn_dtype dtype, size_t i);
 /* a * b into *out; 0, or -1 on overflow. */
 int bench_mul_size(size_t a, size_t b, size_t *out);
 
+/* ------------------------------------------------------------------- flags */
+
+/* *out = text as a decimal integer in [min, max]; 0, or -1 after a one-line
+ * message on stderr naming prog and flag (empty text, trailing characters
+ * and out-of-range values are refused). */
+int bench_parse_int(const char *prog, const char *flag, const char *text, int64_t min, int64_t max,
+                    int64_t *out);
+
 /* ------------------------------------------------------------------- sweep */
 
 #define BENCH_SWEEP_MAX_LIST 32

@@ -193,14 +193,7 @@ static int parse_flag(int argc, char **argv, int *i, const char *flag, int64_t m
         fprintf(stderr, "tileattn bench --decode: %s needs a value\n", flag);
         return -1;
     }
-    char *end;
-    long long v = strtoll(argv[*i + 1], &end, 10);
-    if (*end || v < min || v > max) {
-        fprintf(stderr, "tileattn bench --decode: %s must be an integer in [%lld, %lld]\n", flag,
-                (long long)min, (long long)max);
-        return -1;
-    }
-    *value = v;
+    if (bench_parse_int("tileattn bench --decode", flag, argv[*i + 1], min, max, value)) return -1;
     *i += 2;
     return 1;
 }

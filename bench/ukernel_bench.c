@@ -27,18 +27,6 @@ typedef struct ukb_flags {
 
 static const char *const prog = "tileattn bench --ukernels";
 
-static int parse_int(const char *flag, const char *text, int64_t min, int64_t max, int64_t *out) {
-    char *end = NULL;
-    long long v = strtoll(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || v < min || v > max) {
-        fprintf(stderr, "%s: bad value for %s: %s (want %lld..%lld)\n", prog, flag, text,
-                (long long)min, (long long)max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_flags(int argc, char **argv, ukb_flags *f) {
     *f = (ukb_flags){128, 0, 0, 9};
     for (int i = 1; i < argc; i++) {
@@ -51,13 +39,13 @@ static int parse_flags(int argc, char **argv, ukb_flags *f) {
         const char *val = argv[++i];
         int64_t v = 0;
         if (strcmp(flag, "--head-dim") == 0) {
-            if (parse_int(flag, val, 1, TILEATTN_MAX_HEAD_DIM, &f->head_dim)) return -1;
+            if (bench_parse_int(prog, flag, val, 1, TILEATTN_MAX_HEAD_DIM, &f->head_dim)) return -1;
         } else if (strcmp(flag, "--rows") == 0) {
-            if (parse_int(flag, val, 1, 1024, &f->rows)) return -1;
+            if (bench_parse_int(prog, flag, val, 1, 1024, &f->rows)) return -1;
         } else if (strcmp(flag, "--keys") == 0) {
-            if (parse_int(flag, val, 1, 4096, &f->keys)) return -1;
+            if (bench_parse_int(prog, flag, val, 1, 4096, &f->keys)) return -1;
         } else if (strcmp(flag, "--repeats") == 0) {
-            if (parse_int(flag, val, 1, BENCH_MAX_REPEATS, &v)) return -1;
+            if (bench_parse_int(prog, flag, val, 1, BENCH_MAX_REPEATS, &v)) return -1;
             f->repeats = (int)v;
         } else {
             fprintf(stderr, "%s: unknown flag %s\n", prog, flag);
