@@ -24,15 +24,24 @@ enum {
  *   block_k (Bc): the packed K and V blocks take a quarter of L2;
  *   block_r (Br): the score tile S (Br x Bc) takes half of L1, so qk, softmax
  *                 and pv pass it along in L1 (at least one register block);
- *   block_q:      the item's Q and O rows take half of L2, so one packed
- *                 K/V block serves block_q / Br sub-tiles (packing a key costs
- *                 about what a dozen rows of FMAs do, so block_q must be big).
+ *   block_q:      the item's Q and O rows take as much as L2 holds, so one
+ *                 packed K/V block serves block_q / Br sub-tiles (packing a
+ *                 key costs about what a dozen rows of FMAs do, and more when
+ *                 its strided rows come from L3, so block_q must be big).
+ *                 Only the K/V panels must stay in L2: a sub-tile's Q and O
+ *                 rows are contiguous in the workspace and stream past them.
  * The last quarter of L2 holds the next block's K/V rows on their way in
- * (prefetched by the driver). Measured on this machine (AMD family 1Ah,
- * L1d 48 KiB, L2 1 MiB; /tmp/perf harness, D = 128, Sq = Sk = 2048, H = 8,
- * one thread, ratio to an in-process FMA loop, median of 5): Bc = 256,
- * Br = 24 and block_q = 504 give 0.835; block_q = 240 0.81, block_q = 96
- * 0.66-0.69 (packing); Br = 48 instead of 24 was within 1%.
+ * (prefetched by the driver). Measured on an AMD family 1Ah (L1d 48 KiB,
+ * L2 1 MiB; D = 128, Sq = Sk = 2048, H = 8, one thread, ratio to an
+ * in-process FMA loop, median of 5): Bc = 256, Br = 24 and block_q = 504
+ * give 0.835; block_q = 240 0.81, block_q = 96 0.66-0.69 (packing); Br = 48
+ * instead of 24 was within 1%. On a Zen 3 (L2 512 KiB, D = 128, one thread,
+ * best of 6 calls, 5 rounds interleaved), Q and O in half of L2 (240 rows)
+ * spent 11% of the time packing and gave 50-66 GFLOP/s; in all of it (480
+ * rows) 53-70; 960 rows 57-73 with packing at 4%. This rule's 510 rows
+ * against 240, four interleaved rounds: 68.8 against 67.5 GFLOP/s (best
+ * round) at Sq = Sk = 2048, 70.1 against 67.3 at 4096, 66.6 against 49.8
+ * at 4096 causal.
  */
 static void plan_tiles(const ta_ukernels *uk, int num_threads, ta_desc *d) {
     const ta_topology *topo = ta_topology_get();
@@ -56,7 +65,7 @@ static void plan_tiles(const ta_ukernels *uk, int num_threads, ta_desc *d) {
     br = ta_clamp(br, uk->mr, ta_round_down(MAX_BLOCK_Q, uk->mr));
     br = br < ta_round_up(sq, uk->mr) ? br : ta_round_up(sq, uk->mr);
 
-    int64_t bq = ta_round_down(2 * l2_quarter / (dk + dv), br);
+    int64_t bq = ta_round_down(4 * l2_quarter / (dk + dv), br);
     bq = ta_clamp(bq, br, ta_round_down(MAX_BLOCK_Q, br));
     bq = bq < ta_round_up(sq, br) ? bq : ta_round_up(sq, br);
 
