@@ -30,7 +30,7 @@ enum {
  *                 its strided rows come from L3, so block_q must be big).
  *                 Only the K/V panels must stay in L2: a sub-tile's Q and O
  *                 rows are contiguous in the workspace and stream past them.
- * The last quarter of L2 holds the next block's K/V rows on their way in
+ * Another quarter of L2 holds the next block's K/V rows on their way in
  * (prefetched by the driver). Measured on an AMD family 1Ah (L1d 48 KiB,
  * L2 1 MiB; D = 128, Sq = Sk = 2048, H = 8, one thread, ratio to an
  * in-process FMA loop, median of 5): Bc = 256, Br = 24 and block_q = 504
@@ -50,13 +50,13 @@ static void plan_tiles(const ta_ukernels *uk, int num_threads, ta_desc *d) {
     d->l3_bytes = topo->l3_bytes;
     d->uk = uk;
 
-    int64_t l2_quarter = (int64_t)(topo->l2_bytes / 4 / sizeof(float));
+    int64_t l2_floats = (int64_t)(topo->l2_bytes / sizeof(float));
     int64_t l1_half = (int64_t)(topo->l1d_bytes / 2 / sizeof(float));
     int64_t dk = d->head_dim, dv = d->head_dim_v;
     int64_t sq = d->seqlen_q > 0 ? d->seqlen_q : 1; /* varlen batches may be all empty */
     int64_t sk = d->seqlen_k > 0 ? d->seqlen_k : 1;
 
-    int64_t bk = ta_round_down(l2_quarter / (dk + dv), uk->nr > 16 ? uk->nr : 16);
+    int64_t bk = ta_round_down(l2_floats / 4 / (dk + dv), uk->nr > 16 ? uk->nr : 16);
     bk = ta_clamp(bk, MIN_BLOCK_K, MAX_BLOCK_K);
     bk = ta_round_down(bk, uk->nr) ? ta_round_down(bk, uk->nr) : uk->nr;
     d->block_k = bk < ta_round_up(sk, uk->nr) ? bk : ta_round_up(sk, uk->nr);
@@ -65,7 +65,7 @@ static void plan_tiles(const ta_ukernels *uk, int num_threads, ta_desc *d) {
     br = ta_clamp(br, uk->mr, ta_round_down(MAX_BLOCK_Q, uk->mr));
     br = br < ta_round_up(sq, uk->mr) ? br : ta_round_up(sq, uk->mr);
 
-    int64_t bq = ta_round_down(4 * l2_quarter / (dk + dv), br);
+    int64_t bq = ta_round_down(l2_floats / (dk + dv), br);
     bq = ta_clamp(bq, br, ta_round_down(MAX_BLOCK_Q, br));
     bq = bq < ta_round_up(sq, br) ? bq : ta_round_up(sq, br);
 
