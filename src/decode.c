@@ -7,8 +7,12 @@
  *               FlashAttention-2 inner loop over key tiles, with the
  *               group x Sq_new query rows of a KV head as one query tile
  *               and K/V rows read in place from the cache, every KV head
- *               of the group on each key tile before the next:
- *                   S = Q K_j^T;  masks;  online softmax;  O += P V_j
+ *               of the group on each key tile before the next, in three
+ *               phases while the next tile is prefetched (a share of its
+ *               lines before each kernel call):
+ *                   S_g = Q_g K_j^T for every head g;
+ *                   masks and online softmax for each;
+ *                   O_g += P_g V_j for every head g
  *   3. merge:   with split-KV, the partial (O, max, sum) of the chunks of a
  *               row are combined through their log-sum-exps:
  *                   M = max_s m_s,  L = sum_s l_s e^(m_s - M),
@@ -124,8 +128,8 @@ static void append_item(const ta_decode_desc *d, const tileattn_decode_args *a, 
  * merge reads either. */
 typedef struct workspace {
     float *q; /* [heads_per_item][rows_per_tile][D], times scale */
-    float *s; /* [rows_per_tile][block_k] scores, then probabilities */
-    float *p; /* [rows_per_tile][block_k] probabilities times the int8 V scale */
+    float *s; /* [heads_per_item] x s_floats: [rows_per_tile][block_k] scores, then
+               * probabilities (times the V scale, int8) */
     float *acc;
 } workspace;
 
@@ -138,13 +142,17 @@ static size_t partial_floats(const ta_decode_desc *d) {
     return head_part_floats(d) * (size_t)d->heads_per_item;
 }
 
+/* Floats of one head's score tile in the workspace. */
+static size_t score_tile_floats(const ta_decode_desc *d) {
+    return (size_t)((d->rows_per_tile * d->block_k + 15) / 16 * 16);
+}
+
 static workspace carve_workspace(const ta_decode_desc *d, float *base) {
     int64_t rt = d->rows_per_tile;
     workspace w;
     w.q = base;
     w.s = w.q + (d->heads_per_item * rt * d->head_dim + 15) / 16 * 16;
-    w.p = w.s + (rt * d->block_k + 15) / 16 * 16;
-    w.acc = w.p + (rt * d->block_k + 15) / 16 * 16;
+    w.acc = w.s + d->heads_per_item * score_tile_floats(d);
     return w;
 }
 
@@ -234,31 +242,56 @@ static void gather_rows(const ta_decode_desc *d, const tileattn_decode_args *a, 
     }
 }
 
-/* Asks for the keys [c0, c1) of a tile, all the item's heads, into L2. The
- * driver spreads the next tile's keys over the heads of the current one,
- * so the requests trickle out between the kernels instead of filling the
- * miss queue at once, and they go out in address order: with the usual
- * [.., token, head, dim] layout the heads of a token are one run of bytes,
- * which the hardware prefetchers then follow too (a paged cache jumps to
- * an unrelated block every block_size keys, which they cannot). */
-static void prefetch_keys(const ta_decode_desc *d, const tileattn_decode_args *a,
-                          const work_item *t, const key_tile *tile, int64_t c0, int64_t c1) {
+/* The next tile's K and V lines, handed out a few at a time: the driver
+ * asks for an equal share before each kernel call, so the requests trickle
+ * out at about the pace the tile computes instead of in bursts that fill
+ * the miss queue and stall the core until memory has answered them. They
+ * go out in address order: with the usual [.., token, head, dim] layout
+ * the heads of a token are one run of bytes, which the hardware
+ * prefetchers then follow too (a paged cache jumps to an unrelated block
+ * every block_size keys, which they cannot). */
+typedef struct prefetch_queue {
+    const key_tile *tile; /* NULL: nothing to fetch */
+    int kv;               /* 0: K rows, 1: V rows, 2: done */
+    int64_t key, head, heads;
+    size_t off;             /* byte offset in the current run */
+    size_t run_bytes[2];    /* bytes of one run: a token's heads, or one head's row */
+    ptrdiff_t head_step[2]; /* bytes from one head's run to the next; 0: one run per token */
+    int64_t lines;          /* lines in the whole tile */
+} prefetch_queue;
+
+static void prefetch_queue_init(prefetch_queue *pq, const ta_decode_desc *d,
+                                const tileattn_decode_args *a, const work_item *t,
+                                const key_tile *tile) {
     size_t ces = ta_cache_dtype_size(d->cache_dtype);
     const tileattn_tensor_out *caches[2] = {&a->k_cache, &a->v_cache};
     int64_t dims[2] = {d->head_dim, d->head_dim_v};
-    for (int kv = 0; kv < 2; kv++) {
+    *pq = (prefetch_queue){tile, tile ? 0 : 2, 0, 0, t->heads, 0, {0, 0}, {0, 0}, 0};
+    for (int kv = 0; kv < 2 && tile; kv++) {
         int64_t sh = caches[kv]->stride_h, row = dims[kv];
         /* Heads one run of bytes apart (stride_h in (0, 2 row]): one span. */
         int span = t->heads == 1 || (sh > 0 && sh <= 2 * row);
-        size_t bytes = (size_t)((span ? (t->heads - 1) * sh : 0) + row) * ces;
-        for (int64_t c = c0; c < c1; c++) {
-            const char *base = kv ? tile->v_rows[c] : tile->k_rows[c];
-            for (int64_t g = 0; g < (span ? 1 : t->heads); g++) {
-                const char *p = base + (ptrdiff_t)(g * sh) * (ptrdiff_t)ces;
-                for (size_t off = 0; off < bytes; off += 64)
-                    __builtin_prefetch(p + off, 0, 2);
-            }
-        }
+        pq->run_bytes[kv] = (size_t)((span ? (t->heads - 1) * sh : 0) + row) * ces;
+        pq->head_step[kv] = span ? 0 : (ptrdiff_t)sh * (ptrdiff_t)ces;
+        pq->lines += (int64_t)((pq->run_bytes[kv] + 63) / 64) * (span ? 1 : t->heads) * tile->n;
+    }
+}
+
+/* Asks for the next `lines` lines of the queue into L2. */
+static void prefetch_queue_issue(prefetch_queue *pq, int64_t lines) {
+    while (lines-- > 0 && pq->kv < 2) {
+        int kv = pq->kv;
+        const char *run = (kv ? pq->tile->v_rows[pq->key] : pq->tile->k_rows[pq->key]) +
+                          pq->head * pq->head_step[kv];
+        __builtin_prefetch(run + pq->off, 0, 2);
+        pq->off += 64;
+        if (pq->off < pq->run_bytes[kv]) continue;
+        pq->off = 0;
+        if (pq->head_step[kv] && ++pq->head < pq->heads) continue;
+        pq->head = 0;
+        if (++pq->key < pq->tile->n) continue;
+        pq->key = 0;
+        pq->kv++;
     }
 }
 
@@ -270,6 +303,7 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
     const ta_decode_kernels *k = d->kernels;
     int64_t dk = d->head_dim, dv = d->head_dim_v, bk = d->block_k, m = t->m;
     size_t part = head_part_floats(d), ces = ta_cache_dtype_size(d->cache_dtype);
+    size_t s_floats = score_tile_floats(d);
     for (int64_t g = 0; g < t->heads; g++) {
         float *o = acc + g * part, *row_max = o + m * dv, *row_sum = row_max + m;
         for (int64_t r = 0; r < m; r++) {
@@ -312,36 +346,44 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
         next->j0 = -1;
         if (j0 + bk <= c1) /* fetched while this tile computes */
             gather_rows(d, a, t, j0 + bk, c1 + 1 - (j0 + bk) < bk ? c1 + 1 - (j0 + bk) : bk, next);
+        /* Three phases over the item's heads (Q K^T for all, then the
+         * softmax of each, then P V for all): 2 x heads kernel calls, each
+         * preceded by its share of the next tile's lines. */
+        prefetch_queue pq;
+        prefetch_queue_init(&pq, d, a, t, next->j0 >= 0 ? next : NULL);
+        int64_t share = (pq.lines + 2 * t->heads - 1) / (2 * t->heads);
+        const void *rows[TA_DECODE_MAX_BLOCK_K];
         for (int64_t g = 0; g < t->heads; g++) {
-            if (next->j0 >= 0)
-                prefetch_keys(d, a, t, next, next->n * g / t->heads, next->n * (g + 1) / t->heads);
-            const void *k_rows[TA_DECODE_MAX_BLOCK_K], *v_rows[TA_DECODE_MAX_BLOCK_K];
+            prefetch_queue_issue(&pq, share);
             ptrdiff_t k_shift = (ptrdiff_t)(g * a->k_cache.stride_h) * (ptrdiff_t)ces;
-            ptrdiff_t v_shift = (ptrdiff_t)(g * a->v_cache.stride_h) * (ptrdiff_t)ces;
-            for (int64_t c = 0; c < n; c++) {
-                k_rows[c] = tile->k_rows[c] + k_shift;
-                v_rows[c] = tile->v_rows[c] + v_shift;
-            }
+            for (int64_t c = 0; c < n; c++)
+                rows[c] = tile->k_rows[c] + k_shift;
+            k->qk(m, n, dk, ws->q + g * d->rows_per_tile * dk, dk, rows, d->cache_dtype,
+                  ws->s + g * s_floats, bk);
+        }
+        for (int64_t g = 0; g < t->heads; g++) {
             float *o = acc + g * part, *row_max = o + m * dv, *row_sum = row_max + m;
-            k->qk(m, n, dk, ws->q + g * d->rows_per_tile * dk, dk, k_rows, d->cache_dtype, ws->s,
-                  bk);
+            float *s = ws->s + g * s_floats;
             if (int8)
                 for (int64_t r = 0; r < m; r++)
                     for (int64_t c = 0; c < n; c++)
-                        ws->s[r * bk + c] *= a->k_scales[tile->scale_index[c] + g];
+                        s[r * bk + c] *= a->k_scales[tile->scale_index[c] + g];
             if (has_score_mods || kind == TA_TILE_PARTIAL)
-                modify_scores(d, a, t, t->kv_head0 + g, j0, n, kind == TA_TILE_PARTIAL, ws->s, bk);
-            k->softmax(m, n, ws->s, bk, row_max, row_sum, o, dv, dv);
-            const float *p = ws->s;
-            if (int8) { /* fold V's scale into the weights; row_sum keeps the plain ones */
+                modify_scores(d, a, t, t->kv_head0 + g, j0, n, kind == TA_TILE_PARTIAL, s, bk);
+            k->softmax(m, n, s, bk, row_max, row_sum, o, dv, dv);
+            if (int8) /* fold V's scale into the weights; row_sum keeps the plain ones */
                 for (int64_t r = 0; r < m; r++)
                     for (int64_t c = 0; c < n; c++)
-                        ws->p[r * bk + c] =
-                            ws->s[r * bk + c] * a->v_scales[tile->scale_index[c] + g];
-                p = ws->p;
-            }
-            k->pv(m, n, dv, p, bk, v_rows, d->cache_dtype, o, dv);
+                        s[r * bk + c] *= a->v_scales[tile->scale_index[c] + g];
         }
+        for (int64_t g = 0; g < t->heads; g++) {
+            prefetch_queue_issue(&pq, share);
+            ptrdiff_t v_shift = (ptrdiff_t)(g * a->v_cache.stride_h) * (ptrdiff_t)ces;
+            for (int64_t c = 0; c < n; c++)
+                rows[c] = tile->v_rows[c] + v_shift;
+            k->pv(m, n, dv, ws->s + g * s_floats, bk, rows, d->cache_dtype, acc + g * part, dv);
+        }
+        prefetch_queue_issue(&pq, pq.lines); /* whatever rounding left */
         cur = 1 - cur;
     }
 }

@@ -148,11 +148,13 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
     d->heads_per_item =
         ta_clamp(forced->heads_per_item > 0 ? forced->heads_per_item : heads, 1, d->heads_kv);
     d->num_head_groups = (d->heads_kv + d->heads_per_item - 1) / d->heads_per_item;
-    /* The next tile is prefetched in one burst per head (1 / heads_per_item
-     * of it) between the kernels: tiles of about 2 x L1d bytes over all the
-     * heads keep a burst to a fraction of L1. Measured on a Zen 3 (1 thread,
-     * Hk = 8, D = 128): 64 KiB tiles read 1.3-1.5x faster than 128 KiB ones,
-     * and 32 KiB ones lose to the per-call overhead. */
+    /* Tiles of about 2 x L1d bytes over all the heads. The next tile is
+     * prefetched while this one computes, an equal share before each of
+     * the 2 x heads_per_item kernel calls. Measured on a Zen 3 (1 thread,
+     * Hk = 8, D = 128) when a head's share went out in one burst: 64 KiB
+     * tiles read 1.3-1.5x faster than 128 KiB ones, and 32 KiB ones lost
+     * to the per-call overhead; with the shares, 8 to 32 keys per tile
+     * were within that machine's noise. */
     int64_t tile_keys = (int64_t)(2 * topo->l1d_bytes) / (row_bytes * d->heads_per_item) / 8 * 8;
     d->block_k = ta_clamp(tile_keys, 8, bk);
 
@@ -171,7 +173,7 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
 
     int64_t rt = d->rows_per_tile;
     d->workspace_floats = ta_pad_floats(d->heads_per_item * rt * dk) +
-                          2 * ta_pad_floats(rt * d->block_k) +
+                          d->heads_per_item * ta_pad_floats(rt * d->block_k) +
                           d->heads_per_item * ta_pad_floats(rt * (dv + 2));
     return TILEATTN_OK;
 }
