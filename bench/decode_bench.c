@@ -147,25 +147,25 @@ static uint64_t next_random(uint64_t *state) {
 }
 
 typedef struct problem {
-    int64_t seqlen, heads, heads_kv, head_dim;
+    int64_t batch, seqlen, heads, heads_kv, head_dim;
     void *k, *v; /* the cache: [S, Hk, D] of the largest dtype; paged reuses it as a pool */
     float *q, *o;
-    int32_t *table, cache_seqlen;
+    int32_t *table, *cache_seqlens; /* table: [batch][seqlen / block size] */
 } problem;
 
 static void fill_args(const problem *p, const config *cfg, int threads, tileattn_decode_args *a) {
     tileattn_decode_args_init(a);
-    a->batch = 1, a->seqlen_new = 1, a->heads_q = p->heads, a->heads_kv = p->heads_kv;
+    a->batch = p->batch, a->seqlen_new = 1, a->heads_q = p->heads, a->heads_kv = p->heads_kv;
     a->head_dim = p->head_dim, a->dtype = TILEATTN_F32, a->cache_dtype = cfg->dtype;
     a->q = tileattn_tensor_contiguous(p->q, 1, p->heads, p->head_dim);
     a->o = tileattn_tensor_out_contiguous(p->o, 1, p->heads, p->head_dim);
-    a->cache_seqlens = &p->cache_seqlen;
+    a->cache_seqlens = p->cache_seqlens;
     if (cfg->block_size) {
         int64_t bs = cfg->block_size, blocks = p->seqlen / bs;
         a->k_cache = tileattn_tensor_out_contiguous(p->k, bs, p->heads_kv, p->head_dim);
         a->v_cache = tileattn_tensor_out_contiguous(p->v, bs, p->heads_kv, p->head_dim);
         a->block_table = p->table, a->block_size = bs;
-        a->num_blocks = blocks, a->max_blocks_per_seq = blocks;
+        a->num_blocks = p->batch * blocks, a->max_blocks_per_seq = blocks;
     } else {
         a->k_cache = tileattn_tensor_out_contiguous(p->k, p->seqlen, p->heads_kv, p->head_dim);
         a->v_cache = tileattn_tensor_out_contiguous(p->v, p->seqlen, p->heads_kv, p->head_dim);
@@ -198,8 +198,31 @@ static int parse_flag(int argc, char **argv, int *i, const char *flag, int64_t m
     return 1;
 }
 
+/* The largest cache sysfs lists for CPU 0 (the last level, shared), or 0
+ * when it cannot be read: only to warn that the cache may fit in it. */
+static size_t last_level_cache_bytes(void) {
+    size_t best = 0;
+    for (int i = 0; i < 8; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        FILE *f = fopen(path, "r");
+        if (!f) break;
+        unsigned long long n = 0;
+        char unit = 0;
+        if (fscanf(f, "%llu%c", &n, &unit) >= 1) {
+            if (unit == 'K')
+                n <<= 10;
+            else if (unit == 'M')
+                n <<= 20;
+            if (n > best) best = (size_t)n;
+        }
+        fclose(f);
+    }
+    return best;
+}
+
 int ta_bench_decode(int argc, char **argv) {
-    int64_t seqlen = 32768, heads = 32, heads_kv = 8, head_dim = 128, repeats = 15,
+    int64_t batch = 1, seqlen = 32768, heads = 32, heads_kv = 8, head_dim = 128, repeats = 15,
             stream_mib = 1024;
     for (int i = 1; i < argc;) {
         int r = 0;
@@ -207,6 +230,7 @@ int ta_bench_decode(int argc, char **argv) {
             i++;
             continue;
         }
+        if (!r) r = parse_flag(argc, argv, &i, "--batch", 1, 1024, &batch);
         if (!r) r = parse_flag(argc, argv, &i, "--seqlen", 256, 1 << 24, &seqlen);
         if (!r) r = parse_flag(argc, argv, &i, "--heads", 1, 1024, &heads);
         if (!r) r = parse_flag(argc, argv, &i, "--heads-kv", 1, 1024, &heads_kv);
@@ -224,26 +248,30 @@ int ta_bench_decode(int argc, char **argv) {
         return 2;
     }
 
-    problem p = {seqlen, heads, heads_kv, head_dim, NULL, NULL, NULL, NULL, NULL, (int32_t)seqlen};
-    size_t cache_bytes = (size_t)(seqlen * heads_kv * head_dim) * sizeof(float);
+    problem p = {batch, seqlen, heads, heads_kv, head_dim, NULL, NULL, NULL, NULL, NULL, NULL};
+    size_t cache_bytes = (size_t)(batch * seqlen * heads_kv * head_dim) * sizeof(float);
     size_t stream_n = (size_t)stream_mib * 1024 * 1024 / sizeof(float);
     float *stream = aligned_alloc(64, stream_n * sizeof(float));
     p.k = aligned_alloc(64, cache_bytes), p.v = aligned_alloc(64, cache_bytes);
-    p.q = aligned_alloc(64, (size_t)(heads * head_dim) * sizeof(float));
-    p.o = aligned_alloc(64, (size_t)(heads * head_dim) * sizeof(float));
-    p.table = malloc((size_t)seqlen * sizeof(int32_t));
-    if (!stream || !p.k || !p.v || !p.q || !p.o || !p.table) {
+    p.q = aligned_alloc(64, (size_t)(batch * heads * head_dim) * sizeof(float));
+    p.o = aligned_alloc(64, (size_t)(batch * heads * head_dim) * sizeof(float));
+    p.table = malloc((size_t)(batch * seqlen) * sizeof(int32_t));
+    p.cache_seqlens = malloc((size_t)batch * sizeof(int32_t));
+    if (!stream || !p.k || !p.v || !p.q || !p.o || !p.table || !p.cache_seqlens) {
         fprintf(stderr, "tileattn bench --decode: out of memory\n");
         free(stream), free(p.k), free(p.v), free(p.q), free(p.o), free(p.table);
+        free(p.cache_seqlens);
         return 2;
     }
+    for (int64_t b = 0; b < batch; b++)
+        p.cache_seqlens[b] = (int32_t)seqlen;
     /* Values do not change the speed; small numbers keep every dtype finite
      * (0x3c00 is 1.0 in f16 and 1/128 as bf16 twice; as f32, ~0.0078). */
     memset(p.k, 0x3c, cache_bytes), memset(p.v, 0x3c, cache_bytes);
     for (size_t i = 0; i < stream_n; i++)
         stream[i] = 1.0f;
     uint64_t seed = 42;
-    for (int64_t i = 0; i < heads * head_dim; i++)
+    for (int64_t i = 0; i < batch * heads * head_dim; i++)
         p.q[i] = (float)((double)(next_random(&seed) >> 11) * 0x1.0p-53 - 0.5);
 
     int threads_all = bench_max_threads();
@@ -256,10 +284,17 @@ int ta_bench_decode(int argc, char **argv) {
     stream_ctx sc = {stream, stream_n, 1, choose_sum(), 0.0f};
     int rc = 0;
 
-    printf("decode bandwidth: B=1, Sq_new=1, H=%lld, Hk=%lld, D=Dv=%lld, cache %lld tokens; "
+    printf("decode bandwidth: B=%lld, Sq_new=1, H=%lld, Hk=%lld, D=Dv=%lld, cache %lld tokens; "
            "isa %s; median of %lld\n",
-           (long long)heads, (long long)heads_kv, (long long)head_dim, (long long)seqlen,
-           tileattn_isa_name(), (long long)repeats);
+           (long long)batch, (long long)heads, (long long)heads_kv, (long long)head_dim,
+           (long long)seqlen, tileattn_isa_name(), (long long)repeats);
+    /* A cache that fits in the LLC is read from it, not from memory: the
+     * ratio to the read bandwidth then overstates (bf16 is the smaller). */
+    size_t llc = last_level_cache_bytes();
+    if (llc && cache_bytes < 3 * llc)
+        printf("note: the bf16 cache (%.0f MiB of K and V) is under 3x the %.0f MiB last-level "
+               "cache; raise --batch or --seqlen to measure memory\n",
+               (double)cache_bytes / (1 << 20), (double)llc / (1 << 20));
     printf("read bandwidth: vectorized sum over %lld MiB\n", (long long)stream_mib);
     printf("%-7s %-5s %-12s %10s %10s %10s %9s %12s\n", "threads", "dtype", "cache", "time ms",
            "KV GB/s", "read GB/s", "vs read", "vs contig");
@@ -272,7 +307,7 @@ int ta_bench_decode(int argc, char **argv) {
         char plans[6][512];
         for (int ci = 0; ci < 6 && rc == 0; ci++) {
             config *cfg = &configs[ci];
-            if (cfg->block_size) shuffle_table(p.table, seqlen / cfg->block_size, 7);
+            if (cfg->block_size) shuffle_table(p.table, batch * seqlen / cfg->block_size, 7);
             decode_ctx dc;
             fill_args(&p, cfg, threads, &dc.args);
             tileattn_status st = tileattn_describe_decode(&dc.args, plans[ci], sizeof plans[ci]);
@@ -294,7 +329,8 @@ int ta_bench_decode(int argc, char **argv) {
         for (int ci = 0; ci < 6; ci++) {
             config *cfg = &configs[ci];
             size_t es = cfg->dtype == TILEATTN_CACHE_F32 ? 4 : 2;
-            double bytes = (double)seqlen * (double)heads_kv * (double)(2 * head_dim) * (double)es;
+            double bytes =
+                (double)(batch * seqlen) * (double)heads_kv * (double)(2 * head_dim) * (double)es;
             double gbs = bytes / results[ci] / 1e9;
             char cache[32], vs_contig[32] = "";
             if (cfg->block_size) {
@@ -313,5 +349,6 @@ int ta_bench_decode(int argc, char **argv) {
         if (split) printf("  plan (%d thread%s): %s", threads, threads > 1 ? "s" : "", split);
     }
     free(stream), free(p.k), free(p.v), free(p.q), free(p.o), free(p.table);
+    free(p.cache_seqlens);
     return rc;
 }

@@ -31,8 +31,8 @@ static const char *const cmd = "bench";
 static void print_bench_help(FILE *out) {
     fputs("Usage: tileattn bench [shape flags] [mask flags] [--repeats N] [--warmup N]\n"
           "       tileattn bench --sweep [sweep flags]\n"
-          "       tileattn bench --decode [--seqlen N --heads N --heads-kv N --head-dim N\n"
-          "                                --repeats N --stream-mib N]\n"
+          "       tileattn bench --decode [--batch N --seqlen N --heads N --heads-kv N\n"
+          "                                --head-dim N --repeats N --stream-mib N]\n"
           "       tileattn bench --backward [--batch N --heads N --heads-kv N --seqlen N\n"
           "                                  --head-dim N --dtype T --causal --threads N\n"
           "                                  --repeats N --rss-only]\n"
