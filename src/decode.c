@@ -277,22 +277,28 @@ static void prefetch_queue_init(prefetch_queue *pq, const ta_decode_desc *d,
     }
 }
 
-/* Asks for the next `lines` lines of the queue into L2. */
+/* Asks for the next `lines` lines of the queue into L2. The state lives in
+ * locals while it runs: kept in *pq, each line's update would go through
+ * memory and chain the loop on store-to-load forwarding. */
 static void prefetch_queue_issue(prefetch_queue *pq, int64_t lines) {
-    while (lines-- > 0 && pq->kv < 2) {
-        int kv = pq->kv;
-        const char *run = (kv ? pq->tile->v_rows[pq->key] : pq->tile->k_rows[pq->key]) +
-                          pq->head * pq->head_step[kv];
-        __builtin_prefetch(run + pq->off, 0, 2);
-        pq->off += 64;
-        if (pq->off < pq->run_bytes[kv]) continue;
-        pq->off = 0;
-        if (pq->head_step[kv] && ++pq->head < pq->heads) continue;
-        pq->head = 0;
-        if (++pq->key < pq->tile->n) continue;
-        pq->key = 0;
-        pq->kv++;
+    int kv = pq->kv;
+    int64_t key = pq->key, head = pq->head;
+    size_t off = pq->off;
+    while (lines > 0 && kv < 2) {
+        const char *run =
+            (kv ? pq->tile->v_rows[key] : pq->tile->k_rows[key]) + head * pq->head_step[kv];
+        size_t run_bytes = pq->run_bytes[kv];
+        for (; off < run_bytes && lines > 0; off += 64, lines--)
+            __builtin_prefetch(run + off, 0, 2);
+        if (off < run_bytes) break;
+        off = 0;
+        if (pq->head_step[kv] && ++head < pq->heads) continue;
+        head = 0;
+        if (++key < pq->tile->n) continue;
+        key = 0;
+        kv++;
     }
+    pq->kv = kv, pq->key = key, pq->head = head, pq->off = off;
 }
 
 /* Step 2 for one work item: each head's rows' unnormalised O, max and sum
