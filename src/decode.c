@@ -337,6 +337,9 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
             for (int64_t c = 0; c < dk; c++)
                 qr[c] = ta_load_f32(q, d->dtype, c) * d->scale;
         }
+    if (k->permute_q)
+        for (int64_t g = 0; g < t->heads; g++)
+            k->permute_q(m, dk, ws->q + g * d->rows_per_tile * dk, dk, d->cache_dtype);
 
     int int8 = d->cache_dtype == TILEATTN_CACHE_INT8;
     int has_score_mods = d->softcap > 0.0f || d->has_alibi;
@@ -392,6 +395,9 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
         prefetch_queue_issue(&pq, pq.lines); /* whatever rounding left */
         cur = 1 - cur;
     }
+    if (k->unpermute_o)
+        for (int64_t g = 0; g < t->heads; g++)
+            k->unpermute_o(m, dv, acc + g * part, dv, d->cache_dtype);
 }
 
 /* Step 3: combines the partials of rows [r0, r0 + m) of one KV head and

@@ -61,6 +61,15 @@ typedef struct ta_decode_kernels {
     /* O[r*ldo + c] += sum_j p[r*ldp + j] * v_rows[j][c] for r < rows, c < dv. */
     void (*pv)(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t ldp,
                const void *const *v_rows, tileattn_cache_dtype dtype, float *o, int64_t ldo);
+
+    /* Optional (NULL: Q and O are plain rows). A table whose kernels want
+     * another column order for some cache dtype permutes each Q row in place
+     * before a work item's first qk, and each O row back after its last pv;
+     * in between qk, pv and the softmax's row rescale see the permuted rows
+     * (the rescale is per element, so any order serves it). */
+    void (*permute_q)(int64_t rows, int64_t d, float *q, int64_t ldq, tileattn_cache_dtype dtype);
+    void (*unpermute_o)(int64_t rows, int64_t dv, float *o, int64_t ldo,
+                        tileattn_cache_dtype dtype);
 } ta_decode_kernels;
 
 extern const ta_decode_kernels ta_decode_kernels_scalar;

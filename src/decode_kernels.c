@@ -64,8 +64,8 @@ static void pv_scalar(int64_t rows, int64_t n, int64_t dv, const float *p, int64
         }
 }
 
-const ta_decode_kernels ta_decode_kernels_scalar = {"scalar", qk_scalar, ta_softmax_f32_scalar,
-                                                    pv_scalar};
+const ta_decode_kernels ta_decode_kernels_scalar = {"scalar",  qk_scalar, ta_softmax_f32_scalar,
+                                                    pv_scalar, NULL,      NULL};
 
 #if TA_DECODE_X86
 static int runs_avx512(const ta_cpu_features *f) {

@@ -176,6 +176,7 @@ static AVX2 void pv_avx2(int64_t rows, int64_t n, int64_t dv, const float *p, in
 #undef PV_TYPED
 }
 
-const ta_decode_kernels ta_decode_kernels_avx2 = {"avx2", qk_avx2, ta_softmax_f32_avx2, pv_avx2};
+const ta_decode_kernels ta_decode_kernels_avx2 = {"avx2",  qk_avx2, ta_softmax_f32_avx2,
+                                                  pv_avx2, NULL,    NULL};
 
 #endif

@@ -14,6 +14,7 @@
 /* With the x86-64 SIMD tables only: the softmax is the forward's. */
 #if defined(__x86_64__) && defined(__GNUC__) && TILEATTN_HAVE_X86_SIMD
 #include <immintrin.h>
+#include <string.h>
 
 #include "../simd/x86/avx512/vec_avx512.h"
 #include "../simd/x86/ukernels_x86.h"
@@ -37,6 +38,44 @@ INLINE AVX512 __m512 load16_avx512(const void *row, int64_t c, tileattn_cache_dt
     return _mm512_setzero_ps();
 }
 
+/* bfloat16 rows in pairs of 16-column chunks. A bf16 is the high half of
+ * its float32, so one 64-byte load of 32 bf16 becomes two float vectors
+ * with one integer op each: the even columns (c, c + 2, ..) shifted up,
+ * the odd ones masked in place; no widening shuffle, which would compete
+ * with the FMAs for the same ports. The price is the column order: in each
+ * full 32-column chunk the kernels want Q and keep O as the 16 even
+ * columns, then the 16 odd ones (permute_q_avx512 and unpermute_o_avx512
+ * convert); the columns after the last full chunk stay in order. */
+INLINE AVX512 void load32_bf16_split(const void *row, int64_t c, __m512 *even, __m512 *odd) {
+    __m512i x = _mm512_loadu_si512((const uint16_t *)row + c);
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+    *odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+static void permute_q_avx512(int64_t rows, int64_t d, float *q, int64_t ldq,
+                             tileattn_cache_dtype dtype) {
+    if (dtype != TILEATTN_CACHE_BF16) return;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c + 32 <= d; c += 32) {
+            float *x = q + r * ldq + c, plain[32];
+            memcpy(plain, x, sizeof plain);
+            for (int i = 0; i < 16; i++)
+                x[i] = plain[2 * i], x[16 + i] = plain[2 * i + 1];
+        }
+}
+
+static void unpermute_o_avx512(int64_t rows, int64_t dv, float *o, int64_t ldo,
+                               tileattn_cache_dtype dtype) {
+    if (dtype != TILEATTN_CACHE_BF16) return;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c + 32 <= dv; c += 32) {
+            float *x = o + r * ldo + c, plain[32];
+            for (int i = 0; i < 16; i++)
+                plain[2 * i] = x[i], plain[2 * i + 1] = x[16 + i];
+            memcpy(x, plain, sizeof plain);
+        }
+}
+
 /* Dot products of rows_in_block query rows with one key row (the tail of a
  * key tile): the key chunk is converted once and used by every row. */
 INLINE AVX512 void qk_rows_avx512(int rows_in_block, int64_t d, const float *q, int64_t ldq,
@@ -46,6 +85,15 @@ INLINE AVX512 void qk_rows_avx512(int rows_in_block, int64_t d, const float *q, 
     for (int r = 0; r < rows_in_block; r++)
         acc[r] = _mm512_setzero_ps();
     int64_t c = 0;
+    if (dtype == TILEATTN_CACHE_BF16) /* Q permuted: even columns, then odd */
+        for (; c + 32 <= d; c += 32) {
+            __m512 even, odd;
+            load32_bf16_split(k_row, c, &even, &odd);
+            for (int r = 0; r < rows_in_block; r++) {
+                acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(q + r * ldq + c), even, acc[r]);
+                acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(q + r * ldq + c + 16), odd, acc[r]);
+            }
+        }
     for (; c + 16 <= d; c += 16) {
         __m512 k = load16_avx512(k_row, c, dtype, 0xffff);
         for (int r = 0; r < rows_in_block; r++)
@@ -85,6 +133,20 @@ INLINE AVX512 void qk_4keys_avx512(int rows_in_block, int64_t d, const float *q,
         for (int t = 0; t < 4; t++)
             acc[r][t] = _mm512_setzero_ps();
     int64_t c = 0;
+    if (dtype == TILEATTN_CACHE_BF16) /* Q permuted: even columns, then odd */
+        for (; c + 32 <= d; c += 32) {
+            __m512 even[4], odd[4];
+            for (int t = 0; t < 4; t++)
+                load32_bf16_split(k4[t], c, &even[t], &odd[t]);
+            for (int r = 0; r < rows_in_block; r++) {
+                __m512 q_even = _mm512_loadu_ps(q + r * ldq + c);
+                __m512 q_odd = _mm512_loadu_ps(q + r * ldq + c + 16);
+                for (int t = 0; t < 4; t++) {
+                    acc[r][t] = _mm512_fmadd_ps(q_even, even[t], acc[r][t]);
+                    acc[r][t] = _mm512_fmadd_ps(q_odd, odd[t], acc[r][t]);
+                }
+            }
+        }
     for (; c + 16 <= d; c += 16) {
         __m512 k[4];
         for (int t = 0; t < 4; t++)
@@ -147,9 +209,11 @@ static AVX512 void qk_avx512(int64_t rows, int64_t n, int64_t d, const float *q,
 /* O[rows_in_block][c0 .. c0 + 16 chunks) += P . V[:, same columns], with
  * rows_in_block <= 4 and chunks <= 4: up to 16 accumulators stay in
  * registers over the whole key tile, each V chunk is converted once and
- * each weight broadcast once per key. mask is for the last chunk. */
-INLINE AVX512 void pv_block_avx512(int rows_in_block, int chunks, int64_t n, int64_t c0,
-                                   __mmask16 last_mask, const float *p, int64_t ldp,
+ * each weight broadcast once per key. mask is for the last chunk. With
+ * split_pairs (bf16, an even number of full chunks) each pair of chunks is
+ * one load32_bf16_split and O's columns are in its order. */
+INLINE AVX512 void pv_block_avx512(int rows_in_block, int chunks, int split_pairs, int64_t n,
+                                   int64_t c0, __mmask16 last_mask, const float *p, int64_t ldp,
                                    const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
                                    int64_t ldo) {
     __m512 acc[4][4];
@@ -161,8 +225,12 @@ INLINE AVX512 void pv_block_avx512(int rows_in_block, int chunks, int64_t n, int
             acc[r][u] = _mm512_maskz_loadu_ps(mask[u], o + r * ldo + c0 + 16 * u);
     for (int64_t j = 0; j < n; j++) {
         __m512 v[4];
-        for (int u = 0; u < chunks; u++)
-            v[u] = load16_avx512(v_rows[j], c0 + 16 * u, dtype, mask[u]);
+        if (split_pairs)
+            for (int u = 0; u < chunks; u += 2)
+                load32_bf16_split(v_rows[j], c0 + 16 * u, &v[u], &v[u + 1]);
+        else
+            for (int u = 0; u < chunks; u++)
+                v[u] = load16_avx512(v_rows[j], c0 + 16 * u, dtype, mask[u]);
         for (int r = 0; r < rows_in_block; r++) {
             __m512 w = _mm512_set1_ps(p[r * ldp + j]);
             for (int u = 0; u < chunks; u++)
@@ -174,29 +242,36 @@ INLINE AVX512 void pv_block_avx512(int rows_in_block, int chunks, int64_t n, int
             _mm512_mask_storeu_ps(o + r * ldo + c0 + 16 * u, mask[u], acc[r][u]);
 }
 
+/* pv_block_avx512 over rows 4 at a time (then one by one) for the columns
+ * [c, c + 16 chunks). */
+INLINE AVX512 void pv_columns_avx512(int64_t rows, int chunks, int split_pairs, int64_t n,
+                                     int64_t c, __mmask16 last_mask, const float *p, int64_t ldp,
+                                     const void *const *v_rows, tileattn_cache_dtype dtype,
+                                     float *o, int64_t ldo) {
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4)
+        pv_block_avx512(4, chunks, split_pairs, n, c, last_mask, p + r * ldp, ldp, v_rows, dtype,
+                        o + r * ldo, ldo);
+    for (; r < rows; r++)
+        pv_block_avx512(1, chunks, split_pairs, n, c, last_mask, p + r * ldp, ldp, v_rows, dtype,
+                        o + r * ldo, ldo);
+}
+
 INLINE AVX512 void pv_avx512_typed(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t ldp,
                                    const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
                                    int64_t ldo) {
+    int split = dtype == TILEATTN_CACHE_BF16;
     for (int64_t c = 0; c < dv;) {
         int64_t left = dv - c;
         if (left >= 64) { /* four full chunks */
-            int64_t r = 0;
-            for (; r + 4 <= rows; r += 4)
-                pv_block_avx512(4, 4, n, c, 0xffff, p + r * ldp, ldp, v_rows, dtype, o + r * ldo,
-                                ldo);
-            for (; r < rows; r++)
-                pv_block_avx512(1, 4, n, c, 0xffff, p + r * ldp, ldp, v_rows, dtype, o + r * ldo,
-                                ldo);
+            pv_columns_avx512(rows, 4, split, n, c, 0xffff, p, ldp, v_rows, dtype, o, ldo);
             c += 64;
+        } else if (split && left >= 32) { /* the last full bf16 pair */
+            pv_columns_avx512(rows, 2, 1, n, c, 0xffff, p, ldp, v_rows, dtype, o, ldo);
+            c += 32;
         } else { /* one chunk at a time, the last one masked */
             __mmask16 mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-            int64_t r = 0;
-            for (; r + 4 <= rows; r += 4)
-                pv_block_avx512(4, 1, n, c, mask, p + r * ldp, ldp, v_rows, dtype, o + r * ldo,
-                                ldo);
-            for (; r < rows; r++)
-                pv_block_avx512(1, 1, n, c, mask, p + r * ldp, ldp, v_rows, dtype, o + r * ldo,
-                                ldo);
+            pv_columns_avx512(rows, 1, 0, n, c, mask, p, ldp, v_rows, dtype, o, ldo);
             c += 16;
         }
     }
@@ -210,7 +285,7 @@ static AVX512 void pv_avx512(int64_t rows, int64_t n, int64_t dv, const float *p
 #undef PV_TYPED
 }
 
-const ta_decode_kernels ta_decode_kernels_avx512 = {"avx512", qk_avx512, ta_softmax_f32_avx512,
-                                                    pv_avx512};
+const ta_decode_kernels ta_decode_kernels_avx512 = {
+    "avx512", qk_avx512, ta_softmax_f32_avx512, pv_avx512, permute_q_avx512, unpermute_o_avx512};
 
 #endif

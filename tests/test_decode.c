@@ -557,6 +557,10 @@ Test(decode, dtypes) {
         run_case(&c);
         c.dtype = TILEATTN_F32, c.append = 0, c.share_prefix = 1, c.batch = 3, c.lens[2] = 40;
         run_case(&c);
+        /* Head dims with a partial 32-column chunk (bf16 pairs columns in
+         * 32s) and one with none. */
+        c.d = 72, c.dv = 24, c.share_prefix = 0, c.seed = 30 + (uint64_t)i;
+        run_case(&c);
     }
 }
 
