@@ -72,6 +72,13 @@ typedef struct ta_decode_kernels {
                         tileattn_cache_dtype dtype);
 } ta_decode_kernels;
 
+/* The column order of the bf16 split loads (decode_kernels_avx512.c): in
+ * each full chunk of `chunk` columns of each row, the even columns first,
+ * then the odd ones; the columns after the last full chunk stay. The
+ * second function undoes the first. */
+void ta_decode_split_columns(int64_t rows, int64_t cols, float *x, int64_t ld, int chunk);
+void ta_decode_merge_columns(int64_t rows, int64_t cols, float *x, int64_t ld, int chunk);
+
 extern const ta_decode_kernels ta_decode_kernels_scalar;
 extern const ta_decode_kernels ta_decode_kernels_avx2;
 extern const ta_decode_kernels ta_decode_kernels_avx512;

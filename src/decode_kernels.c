@@ -39,6 +39,28 @@ float ta_cache_load_f32(const void *row, tileattn_cache_dtype dtype, int64_t idx
     return 0.0f;
 }
 
+void ta_decode_split_columns(int64_t rows, int64_t cols, float *x, int64_t ld, int chunk) {
+    float plain[64];
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c + chunk <= cols; c += chunk) {
+            float *y = x + r * ld + c;
+            memcpy(plain, y, (size_t)chunk * sizeof(float));
+            for (int i = 0; i < chunk / 2; i++)
+                y[i] = plain[2 * i], y[chunk / 2 + i] = plain[2 * i + 1];
+        }
+}
+
+void ta_decode_merge_columns(int64_t rows, int64_t cols, float *x, int64_t ld, int chunk) {
+    float plain[64];
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c + chunk <= cols; c += chunk) {
+            float *y = x + r * ld + c;
+            for (int i = 0; i < chunk / 2; i++)
+                plain[2 * i] = y[i], plain[2 * i + 1] = y[chunk / 2 + i];
+            memcpy(y, plain, (size_t)chunk * sizeof(float));
+        }
+}
+
 /* ------------------------------------------------------------ portable */
 
 static void qk_scalar(int64_t rows, int64_t n, int64_t d, const float *q, int64_t ldq,

@@ -38,6 +38,28 @@ INLINE AVX2 __m256 load8_avx2(const void *row, int64_t c, tileattn_cache_dtype d
     return _mm256_setzero_ps();
 }
 
+/* 16 bf16 of a row from column c as two float vectors, the even columns
+ * (shifted up) and the odd ones (masked in place): one load and one
+ * integer op each instead of a widening shuffle and a shift per 8. The
+ * kernels then want Q and keep O with each full 16-column chunk as its 8
+ * even columns, then its 8 odd ones (permute_q_avx2, unpermute_o_avx2);
+ * decode_kernels_avx512.c does the same in 32-column chunks. */
+INLINE AVX2 void load16_bf16_split(const void *row, int64_t c, __m256 *even, __m256 *odd) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + c));
+    *even = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
+    *odd = _mm256_castsi256_ps(_mm256_and_si256(x, _mm256_set1_epi32((int)0xffff0000u)));
+}
+
+static void permute_q_avx2(int64_t rows, int64_t d, float *q, int64_t ldq,
+                           tileattn_cache_dtype dtype) {
+    if (dtype == TILEATTN_CACHE_BF16) ta_decode_split_columns(rows, d, q, ldq, 16);
+}
+
+static void unpermute_o_avx2(int64_t rows, int64_t dv, float *o, int64_t ldo,
+                             tileattn_cache_dtype dtype) {
+    if (dtype == TILEATTN_CACHE_BF16) ta_decode_merge_columns(rows, dv, o, ldo, 16);
+}
+
 INLINE AVX2 void qk_rows_avx2(int rows_in_block, int64_t d, const float *q, int64_t ldq,
                               const void *k_row, tileattn_cache_dtype dtype, float *s,
                               int64_t lds) {
@@ -45,6 +67,15 @@ INLINE AVX2 void qk_rows_avx2(int rows_in_block, int64_t d, const float *q, int6
     for (int r = 0; r < rows_in_block; r++)
         acc[r] = _mm256_setzero_ps();
     int64_t c = 0;
+    if (dtype == TILEATTN_CACHE_BF16) /* Q permuted: even columns, then odd */
+        for (; c + 16 <= d; c += 16) {
+            __m256 even, odd;
+            load16_bf16_split(k_row, c, &even, &odd);
+            for (int r = 0; r < rows_in_block; r++) {
+                acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * ldq + c), even, acc[r]);
+                acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * ldq + c + 8), odd, acc[r]);
+            }
+        }
     for (; c + 8 <= d; c += 8) {
         __m256 k = load8_avx2(k_row, c, dtype);
         for (int r = 0; r < rows_in_block; r++)
@@ -66,7 +97,22 @@ INLINE AVX2 void qk_4rows_2keys_avx2(int64_t d, const float *q, int64_t ldq, con
     __m256 acc0[4], acc1[4];
     for (int r = 0; r < 4; r++)
         acc0[r] = acc1[r] = _mm256_setzero_ps();
-    for (int64_t c = 0; c < d; c += 8) {
+    int64_t c = 0;
+    if (dtype == TILEATTN_CACHE_BF16) /* Q permuted: even columns, then odd */
+        for (; c + 16 <= d; c += 16) {
+            __m256 ka_even, ka_odd, kb_even, kb_odd;
+            load16_bf16_split(k0, c, &ka_even, &ka_odd);
+            load16_bf16_split(k1, c, &kb_even, &kb_odd);
+            for (int r = 0; r < 4; r++) {
+                __m256 q_even = _mm256_loadu_ps(q + r * ldq + c);
+                __m256 q_odd = _mm256_loadu_ps(q + r * ldq + c + 8);
+                acc0[r] = _mm256_fmadd_ps(q_even, ka_even, acc0[r]);
+                acc1[r] = _mm256_fmadd_ps(q_even, kb_even, acc1[r]);
+                acc0[r] = _mm256_fmadd_ps(q_odd, ka_odd, acc0[r]);
+                acc1[r] = _mm256_fmadd_ps(q_odd, kb_odd, acc1[r]);
+            }
+        }
+    for (; c < d; c += 8) {
         __m256 ka = load8_avx2(k0, c, dtype), kb = load8_avx2(k1, c, dtype);
         for (int r = 0; r < 4; r++) {
             __m256 qv = _mm256_loadu_ps(q + r * ldq + c);
@@ -121,25 +167,32 @@ INLINE AVX2 void pv_chunk_avx2(int rows_in_block, int64_t n, int64_t c, const fl
         _mm256_storeu_ps(o + r * ldo + c, acc[r]);
 }
 
-/* Four rows and sixteen columns at once: eight accumulators, each weight
- * broadcast once for two V vectors. */
-INLINE AVX2 void pv_4rows_16cols_avx2(int64_t n, int64_t c, const float *p, int64_t ldp,
-                                      const void *const *v_rows, tileattn_cache_dtype dtype,
-                                      float *o, int64_t ldo) {
+/* Up to four rows and sixteen columns at once: eight accumulators, each
+ * weight broadcast once for two V vectors. With split (bf16) the two
+ * vectors are one load16_bf16_split and O's 16 columns are in its order. */
+INLINE AVX2 void pv_rows_16cols_avx2(int rows_in_block, int split, int64_t n, int64_t c,
+                                     const float *p, int64_t ldp, const void *const *v_rows,
+                                     tileattn_cache_dtype dtype, float *o, int64_t ldo) {
     __m256 acc0[4], acc1[4];
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < rows_in_block; r++) {
         acc0[r] = _mm256_loadu_ps(o + r * ldo + c);
         acc1[r] = _mm256_loadu_ps(o + r * ldo + c + 8);
     }
     for (int64_t j = 0; j < n; j++) {
-        __m256 va = load8_avx2(v_rows[j], c, dtype), vb = load8_avx2(v_rows[j], c + 8, dtype);
-        for (int r = 0; r < 4; r++) {
+        __m256 va, vb;
+        if (split) {
+            load16_bf16_split(v_rows[j], c, &va, &vb);
+        } else {
+            va = load8_avx2(v_rows[j], c, dtype);
+            vb = load8_avx2(v_rows[j], c + 8, dtype);
+        }
+        for (int r = 0; r < rows_in_block; r++) {
             __m256 w = _mm256_set1_ps(p[r * ldp + j]);
             acc0[r] = _mm256_fmadd_ps(w, va, acc0[r]);
             acc1[r] = _mm256_fmadd_ps(w, vb, acc1[r]);
         }
     }
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < rows_in_block; r++) {
         _mm256_storeu_ps(o + r * ldo + c, acc0[r]);
         _mm256_storeu_ps(o + r * ldo + c + 8, acc1[r]);
     }
@@ -148,11 +201,20 @@ INLINE AVX2 void pv_4rows_16cols_avx2(int64_t n, int64_t c, const float *p, int6
 INLINE AVX2 void pv_avx2_typed(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t ldp,
                                const void *const *v_rows, tileattn_cache_dtype dtype, float *o,
                                int64_t ldo) {
+    int split = dtype == TILEATTN_CACHE_BF16;
     int64_t c = 0;
-    if (rows % 4 == 0)
-        for (; c + 16 <= dv; c += 16)
-            for (int64_t r = 0; r < rows; r += 4)
-                pv_4rows_16cols_avx2(n, c, p + r * ldp, ldp, v_rows, dtype, o + r * ldo, ldo);
+    /* bf16 must take every full 16-column chunk here, whatever the rows,
+     * to match the column order of permute_q_avx2. */
+    if (split || rows % 4 == 0)
+        for (; c + 16 <= dv; c += 16) {
+            int64_t r = 0;
+            for (; r + 4 <= rows; r += 4)
+                pv_rows_16cols_avx2(4, split, n, c, p + r * ldp, ldp, v_rows, dtype, o + r * ldo,
+                                    ldo);
+            for (; r < rows; r++)
+                pv_rows_16cols_avx2(1, split, n, c, p + r * ldp, ldp, v_rows, dtype, o + r * ldo,
+                                    ldo);
+        }
     for (; c + 8 <= dv; c += 8) {
         int64_t r = 0;
         for (; r + 4 <= rows; r += 4)
@@ -176,7 +238,7 @@ static AVX2 void pv_avx2(int64_t rows, int64_t n, int64_t dv, const float *p, in
 #undef PV_TYPED
 }
 
-const ta_decode_kernels ta_decode_kernels_avx2 = {"avx2",  qk_avx2, ta_softmax_f32_avx2,
-                                                  pv_avx2, NULL,    NULL};
+const ta_decode_kernels ta_decode_kernels_avx2 = {"avx2",  qk_avx2,        ta_softmax_f32_avx2,
+                                                  pv_avx2, permute_q_avx2, unpermute_o_avx2};
 
 #endif

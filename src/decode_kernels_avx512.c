@@ -14,7 +14,6 @@
 /* With the x86-64 SIMD tables only: the softmax is the forward's. */
 #if defined(__x86_64__) && defined(__GNUC__) && TILEATTN_HAVE_X86_SIMD
 #include <immintrin.h>
-#include <string.h>
 
 #include "../simd/x86/avx512/vec_avx512.h"
 #include "../simd/x86/ukernels_x86.h"
@@ -45,7 +44,8 @@ INLINE AVX512 __m512 load16_avx512(const void *row, int64_t c, tileattn_cache_dt
  * with the FMAs for the same ports. The price is the column order: in each
  * full 32-column chunk the kernels want Q and keep O as the 16 even
  * columns, then the 16 odd ones (permute_q_avx512 and unpermute_o_avx512
- * convert); the columns after the last full chunk stay in order. */
+ * convert, through ta_decode_split_columns); the columns after the last
+ * full chunk stay in order. */
 INLINE AVX512 void load32_bf16_split(const void *row, int64_t c, __m512 *even, __m512 *odd) {
     __m512i x = _mm512_loadu_si512((const uint16_t *)row + c);
     *even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
@@ -54,26 +54,12 @@ INLINE AVX512 void load32_bf16_split(const void *row, int64_t c, __m512 *even, _
 
 static void permute_q_avx512(int64_t rows, int64_t d, float *q, int64_t ldq,
                              tileattn_cache_dtype dtype) {
-    if (dtype != TILEATTN_CACHE_BF16) return;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c + 32 <= d; c += 32) {
-            float *x = q + r * ldq + c, plain[32];
-            memcpy(plain, x, sizeof plain);
-            for (int i = 0; i < 16; i++)
-                x[i] = plain[2 * i], x[16 + i] = plain[2 * i + 1];
-        }
+    if (dtype == TILEATTN_CACHE_BF16) ta_decode_split_columns(rows, d, q, ldq, 32);
 }
 
 static void unpermute_o_avx512(int64_t rows, int64_t dv, float *o, int64_t ldo,
                                tileattn_cache_dtype dtype) {
-    if (dtype != TILEATTN_CACHE_BF16) return;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c + 32 <= dv; c += 32) {
-            float *x = o + r * ldo + c, plain[32];
-            for (int i = 0; i < 16; i++)
-                plain[2 * i] = x[i], plain[2 * i + 1] = x[16 + i];
-            memcpy(x, plain, sizeof plain);
-        }
+    if (dtype == TILEATTN_CACHE_BF16) ta_decode_merge_columns(rows, dv, o, ldo, 32);
 }
 
 /* Dot products of rows_in_block query rows with one key row (the tail of a
