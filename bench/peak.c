@@ -109,11 +109,19 @@ __attribute__((target("avx2,fma"))) static void fma_loop_avx2(int64_t iters) {
 
 /* vdpbf16ps: each of the 16 float lanes adds two bf16 products, 4 FLOP per
  * lane, 64 per instruction. Operands 2^-10: the accumulators grow by 2^-19
- * per step, so they stay normal and finite for any practical run. */
+ * per step, so they stay normal and finite for any practical run. Each
+ * accumulator starts from its own value: equal ones run the same
+ * computation, and GCC merges the 16 chains into one (one instruction per
+ * iteration for 16 counted). */
 __attribute__((target("avx512bf16,avx512f"))) static void bf16_dot_loop(int64_t iters) {
     const __m512bh x = (__m512bh)_mm512_set1_epi16((short)0x3A80); /* bf16 2^-10 */
-    __m512 a0 = _mm512_set1_ps(peak_add), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
-           a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
+    const float a = peak_add;
+    __m512 a0 = _mm512_set1_ps(a), a1 = _mm512_set1_ps(2 * a), a2 = _mm512_set1_ps(3 * a),
+           a3 = _mm512_set1_ps(4 * a), a4 = _mm512_set1_ps(5 * a), a5 = _mm512_set1_ps(6 * a),
+           a6 = _mm512_set1_ps(7 * a), a7 = _mm512_set1_ps(8 * a), a8 = _mm512_set1_ps(9 * a),
+           a9 = _mm512_set1_ps(10 * a), a10 = _mm512_set1_ps(11 * a), a11 = _mm512_set1_ps(12 * a),
+           a12 = _mm512_set1_ps(13 * a), a13 = _mm512_set1_ps(14 * a), a14 = _mm512_set1_ps(15 * a),
+           a15 = _mm512_set1_ps(16 * a);
     for (int64_t i = 0; i < iters; i++) {
         a0 = _mm512_dpbf16_ps(a0, x, x);
         a1 = _mm512_dpbf16_ps(a1, x, x);
