@@ -28,11 +28,20 @@ void ta_qk_f32_12x32_avx512(int64_t m, int64_t n, int64_t d, const float *q, int
 void ta_pv_f32_12x32_avx512(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp,
                             const float *v_panel, float *o, int64_t ldo);
 
+/* K panels of bfloat16 pairs, 32 keys wide (pack_k_bf16_pairs_x32_avx512.c),
+ * for the two kernels below; pairs per key padded to a multiple of 16. */
+int64_t ta_bf16_pairs_padded(int64_t d);
+void ta_pack_k_bf16_pairs_x32(int64_t n, int64_t d, const void *src, tileattn_dtype dtype,
+                              int64_t stride, float *panel);
+int64_t ta_packed_k_floats_bf16_pairs_x32(int64_t n, int64_t d);
+
+/* AVX512_BF16 (VDPBF16PS), bfloat16 inputs: Q.K^T on 12 x 32 register
+ * tiles over bfloat16 Q rows and those panels. */
+void ta_qk_bf16_12x32_avx512bf16(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,
+                                 const float *k_panel, float scale, float *s, int64_t lds);
+
 /* AMX (TDPBF16PS), bfloat16 inputs: Q.K^T on 32 x 32 blocks of 16 x 16
- * tiles over bfloat16 Q rows and K panels of pairs. */
-void ta_pack_k_bf16_x32_amx(int64_t n, int64_t d, const void *src, tileattn_dtype dtype,
-                            int64_t stride, float *panel);
-int64_t ta_packed_k_floats_x32_amx(int64_t n, int64_t d);
+ * tiles over bfloat16 Q rows and those panels. */
 void ta_qk_bf16_32x32_amx(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,
                           const float *k_panel, float scale, float *s, int64_t lds);
 

@@ -18,8 +18,9 @@
  *            past d read zeros, never a neighbour's bytes;
  *   K panel: [ceil(n/32)][16 * steps][32 keys][2] bfloat16, steps =
  *            ceil(d / 32): for each pair of head-dim columns, the 32 keys'
- *            pairs (one 32-bit word per key), zero past n and past d. A
- *            B tile is 16 pairs x 16 keys: rows 128 bytes apart.
+ *            pairs (one 32-bit word per key), zero past n and past d
+ *            (ta_pack_k_bf16_pairs_x32, shared with the avx512bf16 table).
+ *            A B tile is 16 pairs x 16 keys: rows 128 bytes apart.
  * Tiles: 0-3 accumulate the 2 x 2 blocks of 16 x 16, 4-5 hold Q's two
  * 16-row halves of one 32-column step, 6-7 K's two 16-key halves.
  *
@@ -58,48 +59,9 @@ static void configure_tiles(void) {
     _tile_loadconfig(&cfg);
 }
 
-static int64_t padded_pairs(int64_t d) {
-    return (d + KSTEP - 1) / KSTEP * (KSTEP / 2);
-}
-
-int64_t ta_packed_k_floats_x32_amx(int64_t n, int64_t d) {
-    return (n + NR - 1) / NR * NR * padded_pairs(d);
-}
-
-/* The panel is a transpose of 32-bit words: key j's pair of columns
- * (2g, 2g + 1) is word g of its row, and goes to word j of group g. So 16
- * keys x 16 pairs are loaded as 16 rows of 16 words (masked: columns past
- * d, and keys past n, read as zero), transposed in registers
- * (vf_transpose), and stored as 16 groups' halves of 16 keys. The portable
- * copy (ta_pack_k_x16_scalar) moved one element at a time: 1 GB/s on the
- * Xeon this was measured on (`tileattn bench --ukernels`). */
-void ta_pack_k_bf16_x32_amx(int64_t n, int64_t d, const void *src, tileattn_dtype dtype,
-                            int64_t stride, float *panel) {
-    (void)dtype; /* bfloat16 only */
-    const uint16_t *k = src;
-    int64_t pairs = padded_pairs(d), padded_n = (n + NR - 1) / NR * NR;
-    for (int64_t j0 = 0; j0 < padded_n; j0 += 16) {
-        /* Keys j0 .. j0 + 15: the first or second half of a 32-key panel. */
-        float *out = panel + (j0 / NR) * pairs * NR + j0 % NR;
-        for (int64_t g0 = 0; g0 < pairs; g0 += 16) {
-            int64_t c0 = 2 * g0, cols = d - c0 < 32 ? (d - c0 > 0 ? d - c0 : 0) : 32;
-            __mmask32 col_mask = cols == 32 ? 0xffffffffu : (__mmask32)((1u << cols) - 1u);
-            vf r[16];
-            for (int i = 0; i < 16; i++)
-                r[i] = j0 + i < n && cols > 0
-                           ? _mm512_castsi512_ps(
-                                 _mm512_maskz_loadu_epi16(col_mask, k + (j0 + i) * stride + c0))
-                           : vf_zero();
-            vf_transpose(r);
-            for (int i = 0; i < 16; i++)
-                vf_store(out + (g0 + i) * NR, r[i]);
-        }
-    }
-}
-
 void ta_qk_bf16_32x32_amx(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,
                           const float *k_panel, float scale, float *s, int64_t lds) {
-    int64_t steps = (d + KSTEP - 1) / KSTEP, pairs = steps * (KSTEP / 2);
+    int64_t steps = (d + KSTEP - 1) / KSTEP, pairs = ta_bf16_pairs_padded(d);
     int64_t qcols = steps * KSTEP; /* bf16 per row of the Q block */
     uint16_t qblock[MR * (TILEATTN_MAX_HEAD_DIM + KSTEP)] __attribute__((aligned(64)));
     float cbuf[MR * NR] __attribute__((aligned(64)));
