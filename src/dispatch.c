@@ -52,6 +52,8 @@ static unsigned long long read_xcr0(void) {
 static void detect_features(void) {
     unsigned int eax, ebx, ecx, edx;
     ta_cpu_features f = {0};
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx)) /* vendor: ebx, edx, ecx */
+        f.intel = ebx == 0x756e6547u && edx == 0x49656e69u && ecx == 0x6c65746eu;
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) goto done;
     int osxsave = (ecx >> 27) & 1;
     f.fma = (ecx >> 12) & 1;
@@ -113,11 +115,16 @@ const ta_cpu_features *ta_cpu_features_get(void) {
     return &features;
 }
 
-/* Candidate tables, best first, each with what it needs from the CPU. */
+/* Candidate tables, best first, each with what it needs from the CPU and,
+ * for a table that is not faster on every CPU that runs it, where it is
+ * (NULL: everywhere). A table that runs but does not pay is chosen only
+ * when TILEATTN_ISA names it, and the tests still run it. */
 typedef struct candidate {
     const ta_ukernels *table;
     const char *name;
     int (*runs_here)(const ta_cpu_features *f);
+    int (*pays_here)(const ta_cpu_features *f);
+    const char *why_not; /* when pays_here says no */
 } candidate;
 
 #if TILEATTN_HAVE_X86_SIMD
@@ -129,6 +136,12 @@ static int runs_amx(const ta_cpu_features *f) {
 #endif
 static int runs_avx512bf16(const ta_cpu_features *f) {
     return f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->avx512_bf16;
+}
+/* VDPBF16PS ran at twice the FMA loop's FLOP/s on a Zen 4 and at half of
+ * it on the Intel Xeon (Sapphire Rapids class) we measured, where the
+ * float32 kernels on widened bfloat16 are the faster Q.K^T. */
+static int pays_avx512bf16(const ta_cpu_features *f) {
+    return !f->intel;
 }
 static int runs_avx512(const ta_cpu_features *f) {
     return f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq;
@@ -155,25 +168,27 @@ static int runs_anywhere(const ta_cpu_features *f) {
 
 static const candidate candidates[] = {
 #if TILEATTN_HAVE_X86_AMX
-    {&ta_ukernels_amx, "amx", runs_amx},
+    {&ta_ukernels_amx, "amx", runs_amx, NULL, NULL},
 #endif
 #if TILEATTN_HAVE_X86_SIMD
-    {&ta_ukernels_avx512bf16, "avx512bf16", runs_avx512bf16},
-    {&ta_ukernels_avx512, "avx512", runs_avx512},
-    {&ta_ukernels_avx2, "avx2", runs_avx2},
+    {&ta_ukernels_avx512bf16, "avx512bf16", runs_avx512bf16, pays_avx512bf16,
+     "VDPBF16PS was measured slower than the float32 FMA kernels on Intel cores"},
+    {&ta_ukernels_avx512, "avx512", runs_avx512, NULL, NULL},
+    {&ta_ukernels_avx2, "avx2", runs_avx2, NULL, NULL},
 #endif
 #if TILEATTN_HAVE_ARM_SIMD
-    {&ta_ukernels_neonbf16, "neonbf16", runs_neonbf16},
-    {&ta_ukernels_neonfhm, "neonfhm", runs_neonfhm},
-    {&ta_ukernels_neon, "neon", runs_neon},
+    {&ta_ukernels_neonbf16, "neonbf16", runs_neonbf16, NULL, NULL},
+    {&ta_ukernels_neonfhm, "neonfhm", runs_neonfhm, NULL, NULL},
+    {&ta_ukernels_neon, "neon", runs_neon, NULL, NULL},
 #endif
-    {&ta_ukernels_scalar, "scalar", runs_anywhere},
+    {&ta_ukernels_scalar, "scalar", runs_anywhere, NULL, NULL},
 };
 enum { NUM_CANDIDATES = sizeof candidates / sizeof candidates[0] };
 
 /* The selection: the candidate of the best table in use (the best this
  * CPU runs, lowered by TILEATTN_ISA); per dtype, tables from there on. */
 static int best_index = -1;
+static int best_is_forced; /* TILEATTN_ISA named best_index's table */
 static tileattn_status select_status;
 static char reason[256];
 static pthread_once_t select_once = PTHREAD_ONCE_INIT;
@@ -181,9 +196,14 @@ static pthread_once_t select_once = PTHREAD_ONCE_INIT;
 static void select_ukernels(void) {
     const ta_cpu_features *f = ta_cpu_features_get();
     const char *forced = getenv("TILEATTN_ISA");
-    int best = -1, forced_index = -1;
+    int best = -1, forced_index = -1, skipped = -1;
     for (int i = 0; i < NUM_CANDIDATES; i++) {
-        if (best < 0 && candidates[i].runs_here(f)) best = i;
+        if (best < 0 && candidates[i].runs_here(f)) {
+            if (!candidates[i].pays_here || candidates[i].pays_here(f))
+                best = i;
+            else if (skipped < 0)
+                skipped = i;
+        }
         if (forced && *forced && strcmp(forced, candidates[i].name) == 0) forced_index = i;
     }
     if (forced && *forced && forced_index < 0) {
@@ -207,14 +227,22 @@ static void select_ukernels(void) {
         return;
     }
     if (forced_index >= 0) {
-        /* Forcing may only lower the ISA: never pick what the CPU cannot run. */
-        best_index = forced_index < best ? best : forced_index;
+        /* Forcing may only lower the ISA: never pick what the CPU cannot run
+         * (but a table that runs and does not pay may be asked for). */
+        int top = skipped >= 0 && skipped < best ? skipped : best;
+        best_index = forced_index < top ? best : forced_index;
+        best_is_forced = best_index == forced_index;
         snprintf(reason, sizeof reason, "TILEATTN_ISA=%s%s", forced,
                  best_index != forced_index ? " is beyond this CPU; using the best it runs" : "");
         return;
     }
     best_index = best;
-    snprintf(reason, sizeof reason, "the best instruction set this CPU and OS support");
+    if (skipped >= 0)
+        snprintf(reason, sizeof reason,
+                 "the best instruction set this CPU and OS support (%s skipped: %s)",
+                 candidates[skipped].name, candidates[skipped].why_not);
+    else
+        snprintf(reason, sizeof reason, "the best instruction set this CPU and OS support");
 }
 
 const ta_ukernels *ta_ukernels_select(tileattn_status *status) {
@@ -229,9 +257,11 @@ const ta_ukernels *ta_ukernels_for_dtype(tileattn_dtype dtype, tileattn_status *
     if (select_status) return NULL;
     const ta_cpu_features *f = ta_cpu_features_get();
     unsigned bit = (unsigned)dtype < 32 ? TA_DTYPE_BIT(dtype) : 0;
-    for (int i = best_index; i < NUM_CANDIDATES; i++)
-        if ((candidates[i].table->dtypes & bit) && candidates[i].runs_here(f))
-            return candidates[i].table;
+    for (int i = best_index; i < NUM_CANDIDATES; i++) {
+        const candidate *c = &candidates[i];
+        int pays = !c->pays_here || c->pays_here(f) || (best_is_forced && i == best_index);
+        if ((c->table->dtypes & bit) && c->runs_here(f) && pays) return c->table;
+    }
     return &ta_ukernels_scalar;
 }
 

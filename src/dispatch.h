@@ -13,6 +13,7 @@ typedef struct ta_cpu_features {
     int avx2, fma, f16c;
     int avx512f, avx512bw, avx512vl, avx512dq, avx512_bf16;
     int amx_bf16, amx_tile, amx_granted; /* granted: the kernel gave us the tile state */
+    int intel;                           /* cpuid vendor GenuineIntel */
     /* AArch64: Advanced SIMD, its FP16 arithmetic (ASIMDHP), the FP16
      * widening multiply-add FMLAL (ASIMDFHM), BFDOT/BFMMLA/BFMLAL (BF16). */
     int asimd, asimdhp, asimdfhm, bf16;
