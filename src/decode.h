@@ -72,10 +72,11 @@ typedef struct ta_decode_kernels {
                         tileattn_cache_dtype dtype);
 } ta_decode_kernels;
 
-/* The column order of the bf16 split loads (decode_kernels_avx512.c): in
- * each full chunk of `chunk` columns of each row, the even columns first,
- * then the odd ones; the columns after the last full chunk stay. The
- * second function undoes the first. */
+/* The column order of the bf16 split loads (decode_kernels_avx512.c in
+ * chunks of 32 columns, decode_kernels_avx2.c in chunks of 16): in each
+ * full chunk of each row, the even columns first, then the odd ones; the
+ * columns after the last full chunk stay. The second function undoes the
+ * first. chunk <= 64. */
 void ta_decode_split_columns(int64_t rows, int64_t cols, float *x, int64_t ld, int chunk);
 void ta_decode_merge_columns(int64_t rows, int64_t cols, float *x, int64_t ld, int chunk);
 

@@ -138,8 +138,10 @@ static int runs_avx512bf16(const ta_cpu_features *f) {
     return f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->avx512_bf16;
 }
 /* VDPBF16PS ran at twice the FMA loop's FLOP/s on a Zen 4 and at half of
- * it on the Intel Xeon (Sapphire Rapids class) we measured, where the
- * float32 kernels on widened bfloat16 are the faster Q.K^T. */
+ * it on the AMX-capable Intel Xeon we measured, where the float32 kernels
+ * on widened bfloat16 are the faster Q.K^T (there AMX comes first anyway;
+ * this matters where AMX is not granted). Other Intel cores with
+ * AVX512_BF16 were not measured and get the float32 path too. */
 static int pays_avx512bf16(const ta_cpu_features *f) {
     return !f->intel;
 }
