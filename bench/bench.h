@@ -186,6 +186,8 @@ typedef struct bench_sweep_config {
     const char *csv_path;    /* NULL: no CSV */
     const char *svg_path;    /* NULL: no SVG */
     uint64_t seed;
+    tileattn_p_precision
+        p_precision; /* tileattn's P in P.V (the standard attention's is float32) */
 } bench_sweep_config;
 
 /* The defaults: seqlens 512..16384, D 64 and 128, f32 and bf16, threads 1

@@ -237,6 +237,7 @@ static int run_point(const bench_sweep_config *cfg, FILE *err, int threads, tile
                 (long long)seqlen, (long long)head_dim);
         return 1;
     }
+    sp.args.p_precision = cfg->p_precision;
     timed_call call = {&sp.args, threads, TILEATTN_OK};
     bench_timing timing;
     if (bench_time_median(run_tileattn, &call, cfg->warmup, cfg->repeats, &timing) != 0) {
@@ -311,6 +312,10 @@ int bench_sweep_run(const bench_sweep_config *cfg, FILE *out, FILE *err) {
             coretype ? " (OPENBLAS_CORETYPE=" : "", coretype ? coretype : "", coretype ? ")" : "");
     fprintf(out, "       standard = materialized attention (S = QK^T by sgemm, softmax, PV by "
                  "sgemm)\n");
+    fprintf(out, "       tileattn's P in P.V: %s\n",
+            cfg->p_precision == TILEATTN_P_INPUT_DTYPE
+                ? "the input dtype allowed (--p-input-dtype; bf16 on amx/avx512bf16)"
+                : "float32");
     for (int i = 0; i < cfg->n_dtypes; i++)
         if (cfg->dtypes[i] != TILEATTN_F32) {
             fprintf(out, "       f16/bf16: the standard attention converts to float32 for sgemm "

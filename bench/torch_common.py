@@ -32,6 +32,7 @@ REPO = os.path.dirname(HERE)
 TILEATTN_OK = 0
 TILEATTN_F32, TILEATTN_F16, TILEATTN_BF16 = 0, 1, 2
 TILEATTN_CAUSAL_NONE, TILEATTN_CAUSAL_BOTTOM_RIGHT, TILEATTN_CAUSAL_TOP_LEFT = 0, 1, 2
+TILEATTN_P_FLOAT32, TILEATTN_P_INPUT_DTYPE = 0, 1
 c_enum = ctypes.c_int
 
 TA_DTYPE = {torch.float32: TILEATTN_F32, torch.float16: TILEATTN_F16,
@@ -86,6 +87,7 @@ class TaForwardArgs(ctypes.Structure):
         ("cu_seqlens_q", ctypes.POINTER(ctypes.c_int32)),
         ("cu_seqlens_k", ctypes.POINTER(ctypes.c_int32)),
         ("num_threads", ctypes.c_int),
+        ("p_precision", c_enum),
     ]
 
 

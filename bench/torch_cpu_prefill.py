@@ -61,6 +61,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_common import (  # noqa: E402  (after the path is set)
     SHORT, TA_DTYPE, TILEATTN_CAUSAL_NONE, TILEATTN_CAUSAL_TOP_LEFT, TILEATTN_OK,
+    TILEATTN_P_FLOAT32, TILEATTN_P_INPUT_DTYPE,
     TOLERANCE_TEXT, F, TaForwardArgs, TaTensor, TaTensorOut, check_status, check_struct_size,
     compare, cpu_info, dtype_list, int_list, load_library, print_machine, print_markdown,
     print_table, sdpa_context, ta_view, time_median, torch, write_csv)
@@ -89,7 +90,7 @@ def empty_like_layout(shape_bshd, layout, dtype):
 # Prefill
 # --------------------------------------------------------------------------
 
-def forward_args(lib, q, k, v, o, causal, threads):
+def forward_args(lib, q, k, v, o, causal, threads, p_input_dtype=False):
     """tileattn_forward_args for [B, S, H, D] views q, k, v, o."""
     a = TaForwardArgs()
     lib.tileattn_forward_args_init(ctypes.byref(a))
@@ -99,6 +100,7 @@ def forward_args(lib, q, k, v, o, causal, threads):
     a.q, a.k, a.v, a.o = ta_view(q), ta_view(k), ta_view(v), ta_view(o, out=True)
     a.causal = TILEATTN_CAUSAL_TOP_LEFT if causal else TILEATTN_CAUSAL_NONE
     a.num_threads = threads
+    a.p_precision = TILEATTN_P_INPUT_DTYPE if p_input_dtype else TILEATTN_P_FLOAT32
     return a
 
 
@@ -184,7 +186,7 @@ def run_point(lib, sdpa_ctx, opts, threads, heads, seqlen, d, dtype, causal):
     def run_torch():
         result["o"] = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
 
-    a = forward_args(lib, q, k, v, o, causal, threads)
+    a = forward_args(lib, q, k, v, o, causal, threads, opts.p_input_dtype)
     pa = ctypes.byref(a)
 
     def run_tileattn():
@@ -238,16 +240,20 @@ def main():
     p.add_argument("--csv", metavar="FILE", help="also write the results as CSV")
     p.add_argument("--markdown", action="store_true", help="also print a markdown table")
     p.add_argument("--plan", action="store_true", help="print tileattn's plan for each point")
+    p.add_argument("--p-input-dtype", action="store_true",
+                   help="let tileattn round P to the input dtype for P.V, as PyTorch's flash "
+                        "kernel does for bf16 (tileattn_forward_args.p_precision)")
     opts = p.parse_args()
 
     lib = load_library(opts.lib)
-    check_struct_size(lib.tileattn_forward_args_init, TaForwardArgs, "num_threads",
+    check_struct_size(lib.tileattn_forward_args_init, TaForwardArgs, "p_precision",
                       ("window_left", "window_right"))
     sdpa_ctx, backend_label = sdpa_context(opts.torch_backend)
     print_machine(lib, opts.threads)
     print(f"method  : prefill Sq=Sk, B={opts.batch}, layout {opts.layout}; torch SDPA backend "
           f"{backend_label}; median of {opts.repeats} after {opts.warmup} warm-up; "
-          f"GFLOP/s = 4*B*H*S*S*D/t (halved when causal)")
+          f"GFLOP/s = 4*B*H*S*S*D/t (halved when causal); tileattn's P in P.V: "
+          f"{'input dtype allowed' if opts.p_input_dtype else 'float32'}")
     self_check(lib, opts.layout)
     print()
 

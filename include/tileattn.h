@@ -103,6 +103,24 @@ typedef enum tileattn_bias_kind {
     TILEATTN_BIAS_BOOL_MASK = 2, /* one byte per element: nonzero = the key is seen */
 } tileattn_bias_kind;
 
+/* The precision of P, the softmax weights, in the product P.V. */
+typedef enum tileattn_p_precision {
+    /* P stays float32: float32 accuracy whatever the input dtype. */
+    TILEATTN_P_FLOAT32 = 0,
+    /* P may be rounded to the input dtype before P.V, as FlashAttention does
+     * on GPUs (and this library's CUDA backend always does) and PyTorch's CPU
+     * flash attention does for bfloat16. Where a table multiplies 16-bit
+     * pairs (amx and avx512bf16, bfloat16 inputs) both products of the
+     * attention then run on them; other tables keep P float32. The sums
+     * that normalise O and make LSE use P before rounding, so LSE is as
+     * accurate as with TILEATTN_P_FLOAT32, and each weight of O is off by at
+     * most the dtype's unit roundoff (2^-8 for bfloat16): |O - O_float32P| <=
+     * 2^-8 max|V| per column, far less in practice (rounding errors of many
+     * keys cancel). tileattn_describe_plan says which P a plan uses; the
+     * backward pass recomputes P in float32 whatever this says. */
+    TILEATTN_P_INPUT_DTYPE = 1,
+} tileattn_p_precision;
+
 /*
  * Everything one forward call needs. Zero-initialise it, then fill what you
  * use: every optional field's zero value means "off".
@@ -168,6 +186,9 @@ typedef struct tileattn_forward_args {
 
     /* Threads: 0 = OpenMP's default (OMP_NUM_THREADS, else all cores). */
     int num_threads;
+
+    /* P in P.V: float32 (the default) or allowed in the input dtype. */
+    tileattn_p_precision p_precision;
 } tileattn_forward_args;
 
 /* Sets args to the defaults (every option off, windows -1, F32). */

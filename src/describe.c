@@ -85,8 +85,8 @@ tileattn_status tileattn_describe_plan(const tileattn_forward_args *args, char *
            : d.bias_kind == TILEATTN_BIAS_BOOL_MASK ? ", bool mask"
                                                     : "",
            d.has_sinks ? ", sinks" : "");
-    append(buf, len, &used, "microkernels: %s (register block %d x %d)\n", d.uk->isa, d.uk->mr,
-           d.uk->nr);
+    append(buf, len, &used, "microkernels: %s (register block %d x %d; P.V with %s)\n", d.uk->isa,
+           d.uk->mr, d.uk->nr, d.uk->p_bf16 ? "P rounded to bfloat16" : "P in float32");
     append(buf, len, &used,
            "tiles: work item %lld query rows, sub-tile %lld rows x K/V block %lld keys "
            "(packed K+V %zu KiB shared by %lld sub-tiles; item Q+O %zu KiB; S %zu KiB; "

@@ -92,6 +92,11 @@ tileattn_status ta_plan(const tileattn_forward_args *args, ta_desc *desc) {
     if (st) return st;
     const ta_ukernels *uk = ta_ukernels_for_dtype(args->dtype, &st);
     if (st) return st;
+    /* Rounding P is only ever asked for, never assumed: the twin only where
+     * the caller allows it and it serves the dtype. */
+    if (args->p_precision == TILEATTN_P_INPUT_DTYPE && uk->with_p_bf16 &&
+        (uk->with_p_bf16->dtypes & TA_DTYPE_BIT(args->dtype)))
+        uk = uk->with_p_bf16;
     *desc = (ta_desc){0};
     ta_describe_problem(args, desc);
     plan_tiles(uk, args->num_threads, desc);

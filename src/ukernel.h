@@ -23,9 +23,11 @@
  * some input dtypes and keep Q and K in that dtype for the Q.K^T product
  * (dot-product instructions such as AMX's TDPBF16PS, BFDOT or FMLAL, whose
  * products of two 16-bit values are exact in float32 and are summed in
- * float32); P.V stays float32 in every table, so that P is never rounded
- * to 16 bits. dispatch.c picks, per input dtype, the best table that
- * serves it.
+ * float32). P.V is float32 in every table picked by default, so that P is
+ * never rounded to 16 bits; a table may point (with_p_bf16) at a twin that
+ * rounds P to bfloat16 and multiplies it with bfloat16 V, used only when
+ * the caller allows it (tileattn_forward_args.p_precision). dispatch.c
+ * picks, per input dtype, the best table that serves it.
  */
 #ifndef TILEATTN_UKERNEL_H
 #define TILEATTN_UKERNEL_H
@@ -45,6 +47,10 @@ typedef struct ta_ukernels {
     int nr;          /* keys the register block holds; block_k is a multiple */
     unsigned dtypes; /* the input dtypes it serves (TA_DTYPE_BIT), TA_DTYPES_ALL mostly */
     int q_native;    /* 0: load_rows writes float32; 1: Q stays in the input dtype */
+    int p_bf16;      /* 1: softmax writes P as bfloat16 and pv reads it so (see below) */
+    /* The same table with P rounded to bfloat16 for P.V (p_bf16 = 1), for
+     * the dtypes it serves; NULL when there is none. */
+    const struct ta_ukernels *with_p_bf16;
 
     /* Convert rows of a tensor (dtype, row stride in elements) into the
      * table's Q rows at dst, leading dimension ld_dst floats (>= dim):
@@ -76,11 +82,17 @@ typedef struct ta_ukernels {
      *   S[i][j] = exp(S[i][j] - new_max);           (P, in place)
      *   row_sum[i] = row_sum[i] * alpha + sum_j P[i][j];
      *   O[i][0..dv) *= alpha                        (only when alpha != 1)
-     *   row_max[i] = new_max. */
+     *   row_max[i] = new_max.
+     * With p_bf16, P is written rounded to bfloat16 (to nearest even) in
+     * place of the row's first n / 2 floats: P[i][j] is element j of
+     * (uint16_t *)(s + i * lds); row_sum adds P before rounding. */
     void (*softmax)(int64_t m, int64_t n, float *s, int64_t lds, float *row_max, float *row_sum,
                     float *o, int64_t ldo, int64_t dv);
 
-    /* O[i*ldo + c] += sum_j P[i*ldp + j] * V[j][c] for i < m, c < dv. */
+    /* O[i*ldo + c] += sum_j P[i*ldp + j] * V[j][c] for i < m, c < dv; with
+     * p_bf16, P[i][j] is element j of (const uint16_t *)(p + i * ldp), as
+     * softmax wrote it. Only keys j < n are read from P, and V rows j >= n
+     * never reach O (a hidden key's value may be inf). */
     void (*pv)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp, const float *v_panel,
                float *o, int64_t ldo);
 } ta_ukernels;

@@ -96,6 +96,8 @@ tileattn_status ta_validate(const tileattn_forward_args *a, ta_validate_mode mod
               a->causal == TILEATTN_CAUSAL_TOP_LEFT,
           TILEATTN_ERR_BAD_VALUE);
     CHECK(a->num_threads >= 0, TILEATTN_ERR_BAD_VALUE);
+    CHECK(a->p_precision == TILEATTN_P_FLOAT32 || a->p_precision == TILEATTN_P_INPUT_DTYPE,
+          TILEATTN_ERR_BAD_VALUE);
 
     /* Sequence extents: from cu_seqlens for varlen (one token axis). */
     int64_t batch = a->batch, sq = a->seqlen_q, sk = a->seqlen_k;

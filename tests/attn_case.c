@@ -68,6 +68,7 @@ void th_case_str(const th_case *c, char *buf, size_t len) {
     if (c->layout == TH_LAYOUT_REVERSED) APPEND(" layout=reversed-tokens");
     if (c->o_pad) APPEND(" o_pad=%lld", (long long)c->o_pad);
     if (c->num_threads) APPEND(" threads=%d", c->num_threads);
+    if (c->p_precision == TILEATTN_P_INPUT_DTYPE) APPEND(" p=input-dtype");
     if (c->q_gain > 0 && c->q_gain != 1) APPEND(" q_gain=%g", c->q_gain);
 #undef APPEND
 }
@@ -250,6 +251,7 @@ void th_problem_make(th_problem *p, const th_case *c, uint64_t seed) {
     a->window_right = c->wr;
     a->softcap = c->softcap;
     a->num_threads = c->num_threads;
+    a->p_precision = c->p_precision;
     int64_t nbatch = p->varlen ? c->nseq : c->batch;
     if (c->alibi == TH_ALIBI_H) {
         p->alibi = th_alloc((size_t)c->h * sizeof(float));
@@ -361,6 +363,7 @@ void th_problem_check(const th_problem *p, const double *o_ref, const double *ls
     const tileattn_forward_args *a = &p->args;
     const double u = 0x1.0p-24, u_out = th_unit_roundoff(c->dtype);
     const double sub_out = c->dtype == TILEATTN_F16 ? 0x1.0p-25 : 0.0; /* half a subnormal step */
+    const double p_round = c->p_precision == TILEATTN_P_INPUT_DTYPE ? u_out : 0.0;
     int64_t nseq = p->varlen ? c->nseq : c->batch;
     int64_t dv = p->dv;
 
@@ -413,7 +416,8 @@ void th_problem_check(const th_problem *p, const double *o_ref, const double *ls
                 if (ref_zero) continue;
                 for (int64_t cc = 0; cc < dv; cc++) {
                     double g = th_load(a->o.data, c->dtype, o_off + cc);
-                    double tol = p->max_v * acc + u_out * (fabs(r[cc]) + p->max_v * acc) + sub_out;
+                    double tol = p->max_v * (acc + p_round) +
+                                 u_out * (fabs(r[cc]) + p->max_v * acc) + sub_out;
                     double e = fabs(g - r[cc]);
                     if (!(e <= tol))
                         note_failure(

@@ -22,7 +22,10 @@
  *     rounding; the worst case n u is never approached by these inputs),
  *     and every tile rescale adds one more rounding;
  *   - softmax weights sum to 1, so relative weight errors reach O scaled by
- *     max|V|; rounding O to float16/bfloat16 adds at most u_out |O|.
+ *     max|V|; rounding O to float16/bfloat16 adds at most u_out |O|;
+ *   - with p_precision TILEATTN_P_INPUT_DTYPE each weight of P.V may be
+ *     rounded to the input dtype (relative u_out), which adds u_out max|V|
+ *     to O's bound and nothing to LSE's (its sum uses P before rounding).
  * Inputs are rounded to the dtype before both runs, so input rounding does
  * not count. TH_TOL_C = 4 is measured: every numeric test prints its worst
  * err/tol per dtype (TILEATTN_TEST_VERBOSE=1 prints it per case). On the
@@ -87,9 +90,10 @@ typedef struct th_case {
     int nseq; /* > 0: varlen with these lengths (batch is ignored) */
     int32_t lens_q[TH_MAX_SEQS], lens_k[TH_MAX_SEQS];
     th_layout layout;
-    int64_t o_pad;   /* extra elements after each O head row (untouched) */
-    int num_threads; /* 0 = library default */
-    double q_gain;   /* Q values are N(0, q_gain^2); 0 = 1 */
+    int64_t o_pad;                    /* extra elements after each O head row (untouched) */
+    int num_threads;                  /* 0 = library default */
+    double q_gain;                    /* Q values are N(0, q_gain^2); 0 = 1 */
+    tileattn_p_precision p_precision; /* TILEATTN_P_INPUT_DTYPE: O may be off by u_in max|V| more */
 } th_case;
 
 /* A case with every option off: B=1, H=Hk=1, F32, windows -1. */

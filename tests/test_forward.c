@@ -425,6 +425,57 @@ Test(numeric, dtype_x_features) {
     finish(&t, "dtype_x_features");
 }
 
+/* P allowed in the input dtype (tileattn_forward_args.p_precision): where
+ * the table in use has a twin that rounds P to bfloat16 the plan must say
+ * so and bfloat16 cases run it, within the bound that adds 2^-8 max|V| to
+ * O (LSE's bound unchanged); the other dtypes and tables keep P float32.
+ * Masks (register blocks stopping mid-pair and mid-tile), GQA, odd head
+ * dims and threads, against the float64 reference. */
+Test(numeric, p_in_input_dtype) {
+    /* The tables with a twin: those whose P.V can multiply bfloat16 pairs. */
+    const char *bf16_isa = tileattn_isa_name_for_dtype(TILEATTN_BF16);
+    int expect_twin = strcmp(bf16_isa, "amx") == 0 || strcmp(bf16_isa, "avx512bf16") == 0;
+    for (int k = 0; k < 3; k++) {
+        th_case c = th_case_default();
+        c.dtype = dtypes[k];
+        c.sq = c.sk = 64;
+        c.p_precision = TILEATTN_P_INPUT_DTYPE;
+        tileattn_forward_args a;
+        tileattn_forward_args_init(&a);
+        a.batch = 1, a.seqlen_q = a.seqlen_k = 64, a.heads_q = a.heads_kv = 1, a.head_dim = 64;
+        a.dtype = c.dtype, a.p_precision = TILEATTN_P_INPUT_DTYPE;
+        a.q = a.k = a.v = tileattn_tensor_contiguous(NULL, 64, 1, 64);
+        a.o = tileattn_tensor_out_contiguous(NULL, 64, 1, 64);
+        char plan[2048];
+        cr_assert_eq(tileattn_describe_plan(&a, plan, sizeof plan), TILEATTN_OK);
+        int rounds = strstr(plan, "P rounded to bfloat16") != NULL;
+        cr_assert_eq(rounds, expect_twin && c.dtype == TILEATTN_BF16, "%s: %s",
+                     th_dtype_name(c.dtype), plan);
+        a.p_precision = TILEATTN_P_FLOAT32;
+        cr_assert_eq(tileattn_describe_plan(&a, plan, sizeof plan), TILEATTN_OK);
+        cr_assert_null(strstr(plan, "P rounded to bfloat16"), "rounding P was not asked for");
+    }
+    tally t = {0};
+    for (int m = 0; m < NUM_MASKS; m++)
+        for (int k = 0; k < 3; k++)
+            for (int v = 0; v < 2; v++) {
+                th_case c = th_case_default();
+                c.dtype = dtypes[k];
+                c.p_precision = TILEATTN_P_INPUT_DTYPE;
+                set_mask(&c, m);
+                c.batch = 2;
+                c.sq = v ? 77 : 300;
+                c.sk = v ? 301 : 255;
+                c.h = v ? 6 : 2;
+                c.hk = v ? 2 : 2;
+                c.d = v ? 72 : 128;
+                c.dv = v ? 40 : 0;
+                c.num_threads = m % 3;
+                run(&t, &c);
+            }
+    finish(&t, "p_in_input_dtype");
+}
+
 /* Variable-length batches: lengths 0 and 1, Sq != Sk per sequence, every
  * mask, MHA/GQA/MQA, layouts. */
 Test(numeric, varlen) {

@@ -67,9 +67,21 @@ static void load_tables(void) {
                       tables[t]->softmax && tables[t]->pv,
                   "%s: a NULL entry", tables[t]->isa);
     }
+    /* The twins that round P to bfloat16 (used when the caller allows it)
+     * are tested like any table. */
+    for (int t = 0, base = ntables; t < base; t++) {
+        const ta_ukernels *twin = tables[t]->with_p_bf16;
+        if (!twin) continue;
+        cr_assert(twin->p_bf16 && !twin->with_p_bf16, "%s: a twin must round P", twin->isa);
+        cr_assert((twin->dtypes & ~tables[t]->dtypes) == 0, "%s: the twin serves more dtypes",
+                  twin->isa);
+        cr_assert_lt(ntables, 16);
+        tables[ntables++] = twin;
+    }
     cr_log_info("%d microkernel tables", ntables);
     for (int t = 0; t < ntables; t++)
-        fprintf(stderr, "table %s: mr %d nr %d\n", tables[t]->isa, tables[t]->mr, tables[t]->nr);
+        fprintf(stderr, "table %s%s: mr %d nr %d\n", tables[t]->isa,
+                tables[t]->p_bf16 ? " (P in bfloat16)" : "", tables[t]->mr, tables[t]->nr);
 }
 
 /* --- guarded float buffers ------------------------------------------- */
@@ -288,12 +300,29 @@ static int run_pv(const ta_ukernels *uk, th_rng *rng, int64_t m, int64_t n, int6
     int64_t ldo = dv + (variant % 3 ? 9 : 0);
     int64_t n_pack = variant % 3 == 0 ? n : n + th_rng_int(rng, 1, 2 * uk->nr + 3);
     void *vsrc = make_source(rng, dt, n_pack, dv, vstride, 1.0);
-    float *p = galloc((size_t)(m * ldp));
+    /* Keys the call does not cover are hidden keys: their values may be
+     * anything, and must not reach O (0 * inf would be NaN). */
+    for (int64_t j = n; j < n_pack; j++)
+        for (int64_t c = 0; c < dv; c++)
+            th_store(vsrc, dt, j * vstride + c, INFINITY);
+    /* pf: P as float32 (for the scalar table and the exact sum); p: P as
+     * this table reads it, bfloat16 elements in place with p_bf16. Past n,
+     * NaN: reading it poisons O. */
+    float *p = galloc((size_t)(m * ldp)), *pf = galloc((size_t)(m * ldp));
     for (int64_t i = 0; i < m; i++) {
-        for (int64_t j = 0; j < n; j++) /* probabilities in [0, 1], some exactly 0 */
-            p[i * ldp + j] = th_rng_uniform(rng) < 0.2 ? 0.0f : (float)th_rng_uniform(rng);
+        for (int64_t j = 0; j < n; j++) { /* probabilities in [0, 1], some exactly 0 */
+            float x = th_rng_uniform(rng) < 0.2 ? 0.0f : (float)th_rng_uniform(rng);
+            pf[i * ldp + j] = uk->p_bf16 ? th_bf16_to_f32(th_f32_to_bf16(x)) : x;
+        }
         for (int64_t j = n; j < ldp; j++)
-            p[i * ldp + j] = NAN;
+            pf[i * ldp + j] = NAN;
+        if (uk->p_bf16) {
+            uint16_t *row = (uint16_t *)(p + i * ldp);
+            for (int64_t j = 0; j < 2 * ldp; j++)
+                row[j] = j < n ? th_f32_to_bf16(pf[i * ldp + j]) : 0x7fc0; /* NaN */
+        } else {
+            memcpy(p + i * ldp, pf + i * ldp, (size_t)ldp * sizeof(float));
+        }
     }
     float *o = galloc((size_t)(m * ldo)), *o_in = galloc((size_t)(m * ldo));
     for (int64_t i = 0; i < m; i++)
@@ -308,7 +337,7 @@ static int run_pv(const ta_ukernels *uk, th_rng *rng, int64_t m, int64_t n, int6
     if (uk != &ta_ukernels_scalar) {
         float *p2 = galloc((size_t)ta_ukernels_scalar.packed_v_floats(n_pack, dv));
         ta_ukernels_scalar.pack_v(n_pack, dv, vsrc, dt, vstride, p2);
-        ta_ukernels_scalar.pv(m, n, dv, p, ldp, p2, o_ref, ldo);
+        ta_ukernels_scalar.pv(m, n, dv, pf, ldp, p2, o_ref, ldo);
         gfree(p2);
     }
     int ok = guards_intact(panel, panel_n) && guards_intact(o, (size_t)(m * ldo)) &&
@@ -319,7 +348,7 @@ static int run_pv(const ta_ukernels *uk, th_rng *rng, int64_t m, int64_t n, int6
         for (int64_t c = 0; c < dv && ok; c++) {
             double exact = o_in[i * ldo + c], absum = fabs(exact);
             for (int64_t j = 0; j < n; j++) {
-                double x = (double)p[i * ldp + j] * th_load(vsrc, dt, j * vstride + c);
+                double x = (double)pf[i * ldp + j] * th_load(vsrc, dt, j * vstride + c);
                 exact += x;
                 absum += fabs(x);
             }
@@ -337,6 +366,7 @@ static int run_pv(const ta_ukernels *uk, th_rng *rng, int64_t m, int64_t n, int6
                 th_dtype_name(dt), (long long)vstride, (long long)ldp, (long long)ldo, why);
     th_free(vsrc);
     gfree(p);
+    gfree(pf);
     gfree(o);
     gfree(o_in);
     gfree(o_ref);
@@ -372,6 +402,12 @@ Test(unit, ukernel_pack_v_pv) {
 }
 
 /* --- softmax ----------------------------------------------------------- */
+
+/* P[i][j] as softmax left it: a float, or with p_bf16 a bfloat16 in the
+ * first half of the row. */
+static float p_at(const ta_ukernels *uk, const float *s, int64_t lds, int64_t i, int64_t j) {
+    return uk->p_bf16 ? th_bf16_to_f32(((const uint16_t *)(s + i * lds))[j]) : s[i * lds + j];
+}
 
 static int run_softmax(const ta_ukernels *uk, th_rng *rng, int64_t m, int64_t n, int64_t dv,
                        int variant) {
@@ -420,6 +456,8 @@ static int run_softmax(const ta_ukernels *uk, th_rng *rng, int64_t m, int64_t n,
              guards_intact(row_max, (size_t)m) && guards_intact(row_sum, (size_t)m);
     const char *why = ok ? NULL : "a write outside S, O, row_max or row_sum";
     const double u = 0x1.0p-24, exp_rel = 0x1.0p-21, tiny = EXP_ABS;
+    /* p_bf16: P rounded to bfloat16 (to nearest: a relative 2^-8 more). */
+    const double p_round = uk->p_bf16 ? 0x1.0p-8 : 0.0;
     int64_t fi = -1, fj = -1;
     for (int64_t i = 0; i < m && ok; i++) {
         double nm = max_in[i];
@@ -431,7 +469,8 @@ static int run_softmax(const ta_ukernels *uk, th_rng *rng, int64_t m, int64_t n,
         }
         if (nm == -INFINITY) { /* nothing seen yet: P = 0, the rest unchanged */
             for (int64_t j = 0; j < n; j++)
-                if (s[i * lds + j] != 0.0f) ok = 0, why = "P of an all -inf row is not 0", fi = i;
+                if (p_at(uk, s, lds, i, j) != 0.0f)
+                    ok = 0, why = "P of an all -inf row is not 0", fi = i;
             if (row_sum[i] != sum_in[i]) ok = 0, why = "row_sum of an all -inf row changed", fi = i;
             for (int64_t c = 0; c < dv; c++)
                 if (memcmp(&o[i * ldo + c], &o_in[i * ldo + c], sizeof(float)) != 0)
@@ -441,14 +480,16 @@ static int run_softmax(const ta_ukernels *uk, th_rng *rng, int64_t m, int64_t n,
         double psum = 0, ptol = 0;
         for (int64_t j = 0; j < n && ok; j++) {
             double x = s_in[i * lds + j];
-            double got = s[i * lds + j];
+            double got = p_at(uk, s, lds, i, j);
             if (x == -INFINITY) {
                 if (got != 0.0f) ok = 0, why = "a masked (-inf) score gave P != 0", fi = i, fj = j;
                 continue;
             }
             double want = exp(x - nm);
             double tol = want * (exp_rel + u * fabs(x - nm)) + tiny;
-            if (!(fabs(got - want) <= tol))
+            /* The row sum adds P before rounding: its tolerance is tol's. */
+            double got_tol = tol + (want + tol) * p_round;
+            if (!(fabs(got - want) <= got_tol))
                 ok = 0, why = "P = exp(S - max) out of tolerance", fi = i, fj = j;
             psum += want;
             ptol += tol;
@@ -529,9 +570,10 @@ Test(unit, ukernel_softmax_exp_range) {
             for (int j = 1; j < N; j++) {
                 double x = in[j];
                 double want = exp(x);
-                double tol = want * 0x1.0p-21 + EXP_ABS;
-                if (!(fabs(s[j] - want) <= tol))
-                    FAIL_ONCE(bad, "exp %s: exp(%.9g) = %.9g, want %.9g\n", uk->isa, x, s[j], want);
+                double tol = want * (0x1.0p-21 + (uk->p_bf16 ? 0x1.0p-8 : 0.0)) + EXP_ABS;
+                double got = p_at(uk, s, N, 0, j);
+                if (!(fabs(got - want) <= tol))
+                    FAIL_ONCE(bad, "exp %s: exp(%.9g) = %.9g, want %.9g\n", uk->isa, x, got, want);
             }
         }
         gfree(s);

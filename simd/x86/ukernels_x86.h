@@ -45,6 +45,20 @@ void ta_qk_bf16_12x32_avx512bf16(int64_t m, int64_t n, int64_t d, const float *q
 void ta_qk_bf16_32x32_amx(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,
                           const float *k_panel, float scale, float *s, int64_t lds);
 
+/* P rounded to bfloat16 for a bfloat16 P.V (the twins of the two tables
+ * above, ukernel.h's with_p_bf16): the softmax that writes P so
+ * (softmax_pbf16_avx512.c, AVX-512F), V panels of key pairs, 16 columns
+ * per strip (pack_v_bf16_pairs_x16_avx512.c), and the two P.V kernels. */
+void ta_softmax_pbf16_avx512(int64_t m, int64_t n, float *s, int64_t lds, float *row_max,
+                             float *row_sum, float *o, int64_t ldo, int64_t dv);
+void ta_pack_v_bf16_pairs_x16(int64_t n, int64_t dv, const void *src, tileattn_dtype dtype,
+                              int64_t stride, float *panel);
+int64_t ta_packed_v_floats_bf16_pairs_x16(int64_t n, int64_t dv);
+void ta_pv_bf16_12x32_avx512bf16(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp,
+                                 const float *v_panel, float *o, int64_t ldo);
+void ta_pv_bf16_32x32_amx(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp,
+                          const float *v_panel, float *o, int64_t ldo);
+
 /* AVX2 + FMA: 6 x 16 register tiles (12 ymm accumulators of 16). */
 TA_X86_DECLARE(avx2, x16)
 void ta_qk_f32_6x16_avx2(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,

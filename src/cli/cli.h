@@ -19,7 +19,7 @@ enum { TA_EXIT_OK = 0, TA_EXIT_MISMATCH = 1, TA_EXIT_USAGE = 2 };
  *   --heads-kv N --head-dim N --head-dim-v N --dtype f32|f16|bf16
  * Mask flags (all): --causal --causal-top-left --window L,R --softcap C
  *   --scale S --alibi F.npy --bias F.npy --mask F.npy --sinks F.npy
- *   --cu-seqlens-q F.npy --cu-seqlens-k F.npy --threads N */
+ *   --cu-seqlens-q F.npy --cu-seqlens-k F.npy --threads N --p-input-dtype */
 typedef struct ta_cli_problem {
     int64_t batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim, head_dim_v;
     tileattn_dtype dtype;
@@ -30,6 +30,7 @@ typedef struct ta_cli_problem {
     const char *alibi_path, *bias_path, *mask_path, *sinks_path;
     const char *cu_seqlens_q_path, *cu_seqlens_k_path;
     int threads;
+    int p_input_dtype; /* --p-input-dtype: TILEATTN_P_INPUT_DTYPE */
 } ta_cli_problem;
 
 /* Defaults: B=1, H=Hk=8, Sq=Sk=2048, D=Dv=128, f32, no mask, -1 windows. */

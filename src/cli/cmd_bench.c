@@ -388,8 +388,12 @@ static int bench_one(const ta_cli_problem *p, const bench_options *o) {
                : "",
            threads, threads > 1 ? "s" : "");
     const char *coretype = bench_blas_coretype_env();
-    printf("library ISA %s; BLAS %s%s%s%s\n", tileattn_isa_name(), bench_blas_name(),
+    printf("library ISA %s (%s for %s); BLAS %s%s%s%s\n", tileattn_isa_name(),
+           tileattn_isa_name_for_dtype(p->dtype), bench_dtype_name(p->dtype), bench_blas_name(),
            coretype ? " (OPENBLAS_CORETYPE=" : "", coretype ? coretype : "", coretype ? ")" : "");
+    if (p->p_input_dtype)
+        printf("P.V: P allowed in the input dtype (--p-input-dtype); the standard attention's "
+               "P is float32\n");
     if (bench_blas_kernel_warning()) printf("%s\n", bench_blas_kernel_warning());
     printf("%.3g GFLOP per forward (FlashAttention's count%s); median of %d after %d warm-up\n\n",
            flops * 1e-9, causal ? ", halved for causal" : "", o->repeats, o->warmup);
@@ -524,6 +528,8 @@ int ta_cmd_bench(int argc, char **argv) {
             if (r > 0) {
                 if (strncmp(arg, "--threads", 9) == 0 && (arg[9] == '\0' || arg[9] == '='))
                     threads_given = 1;
+                else if (strcmp(arg, "--p-input-dtype") == 0)
+                    ; /* a precision, not a shape or a mask: the sweep takes it too */
                 else
                     problem_flags = 1;
             }
@@ -553,6 +559,7 @@ int ta_cmd_bench(int argc, char **argv) {
         c->n_threads = 1;
     }
     if (o.repeats_given) c->repeats = o.repeats;
+    c->p_precision = problem.p_input_dtype ? TILEATTN_P_INPUT_DTYPE : TILEATTN_P_FLOAT32;
     c->warmup = o.warmup;
     c->standard_mem_cap = o.mem_cap;
     int rc = bench_sweep_run(c, stdout, stderr);

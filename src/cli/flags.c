@@ -212,7 +212,10 @@ void ta_cli_print_problem_flags(FILE *out, int with_shapes) {
           "  --sinks F.npy        attention-sink logits, float32 [H]\n"
           "  --cu-seqlens-q F.npy varlen: int32/int64 [B+1] offsets of the query tokens\n"
           "  --cu-seqlens-k F.npy varlen: the same for the keys (both or neither)\n"
-          "  --threads N          worker threads (0 = OpenMP's default) [0]\n",
+          "  --threads N          worker threads (0 = OpenMP's default) [0]\n"
+          "  --p-input-dtype      allow P rounded to the input dtype for P.V, as\n"
+          "                       FlashAttention does (bf16 on amx/avx512bf16: faster;\n"
+          "                       O within 2^-8 max|V| of float32 P) [P float32]\n",
           out);
 }
 
@@ -352,6 +355,12 @@ int ta_cli_parse_problem_flag(int argc, char **argv, int *i, ta_cli_problem *p) 
             return -1;
         }
         *(const char **)((char *)p + paths[f].offset) = value;
+        (*i)++;
+        return 1;
+    }
+
+    if (strcmp(arg, "--p-input-dtype") == 0) {
+        p->p_input_dtype = 1;
         (*i)++;
         return 1;
     }

@@ -403,6 +403,7 @@ void ta_cli_fill_args(const ta_cli_problem *p, const ta_cli_inputs *in,
         args->cu_seqlens_k = in->cu_seqlens_k.data;
     }
     args->num_threads = p->threads;
+    args->p_precision = p->p_input_dtype ? TILEATTN_P_INPUT_DTYPE : TILEATTN_P_FLOAT32;
 }
 
 int ta_cli_load_problem(const char *cmd, const ta_cli_problem *p, const char *q_path,

@@ -5,8 +5,26 @@
  * first for the max, the second for exp and the sum; O is rescaled only when
  * the row's max moved (alpha != 1), so once the max settles the cost is the
  * exp alone.
+ *
+ * With SOFTMAX_P_BF16 defined to 1 (a table with p_bf16, whose vocabulary
+ * has vf_store_bf16), P is stored rounded to bfloat16 in the first half of
+ * its own row: element j at byte 2j, read from byte 4j. A chunk's store
+ * lands below the bytes not yet read, so the rewrite in place is safe.
  */
 #include <math.h>
+
+#ifndef SOFTMAX_P_BF16
+#define SOFTMAX_P_BF16 0
+#endif
+#if SOFTMAX_P_BF16
+#define STORE_P(si, j, v)         vf_store_bf16((uint16_t *)(si) + (j), v)
+#define STORE_P_N(si, j, v, left) vf_store_bf16_n((uint16_t *)(si) + (j), v, left)
+#define ZERO_P(si, j)             (((uint16_t *)(si))[j] = 0)
+#else
+#define STORE_P(si, j, v)         vf_store((si) + (j), v)
+#define STORE_P_N(si, j, v, left) vf_store_n((si) + (j), v, left)
+#define ZERO_P(si, j)             ((si)[j] = 0.0f)
+#endif
 
 void SOFTMAX_NAME(int64_t m, int64_t n, float *s, int64_t lds, float *row_max, float *row_sum,
                   float *o, int64_t ldo, int64_t dv) {
@@ -25,7 +43,7 @@ void SOFTMAX_NAME(int64_t m, int64_t n, float *s, int64_t lds, float *row_max, f
         if (new_max == -INFINITY) {
             /* Nothing seen yet in this row: every probability is zero. */
             for (j = 0; j < n; j++)
-                si[j] = 0.0f;
+                ZERO_P(si, j);
             continue;
         }
         /* Two independent exp chains and sums hide the polynomial's latency. */
@@ -33,15 +51,15 @@ void SOFTMAX_NAME(int64_t m, int64_t n, float *s, int64_t lds, float *row_max, f
         for (j = 0; j + 2 * W <= n; j += 2 * W) {
             vf p0 = vf_exp(vf_sub(vf_load(si + j), nm));
             vf p1 = vf_exp(vf_sub(vf_load(si + j + W), nm));
-            vf_store(si + j, p0);
-            vf_store(si + j + W, p1);
+            STORE_P(si, j, p0);
+            STORE_P(si, j + W, p1);
             sum0 = vf_add(sum0, p0);
             sum1 = vf_add(sum1, p1);
         }
         for (; j < n; j += W) {
             int64_t left = n - j < W ? n - j : W;
             vf p0 = vf_exp(vf_sub(vf_load_n(si + j, left, -INFINITY), nm));
-            vf_store_n(si + j, p0, left);
+            STORE_P_N(si, j, p0, left);
             sum0 = vf_add(sum0, p0);
         }
         float alpha = expf(row_max[i] - new_max); /* 0 when the old max was -inf */
@@ -59,6 +77,11 @@ void SOFTMAX_NAME(int64_t m, int64_t n, float *s, int64_t lds, float *row_max, f
     }
 }
 
+#undef STORE_P
+#undef STORE_P_N
+#undef ZERO_P
+
+#ifdef EXP_NAME
 /* The exp alone, for tests/test_exp_ulp.c: y[i] = exp(x[i]). */
 void EXP_NAME(int64_t n, const float *x, float *y) {
     int64_t i = 0;
@@ -66,3 +89,4 @@ void EXP_NAME(int64_t n, const float *x, float *y) {
         vf_store(y + i, vf_exp(vf_load(x + i)));
     if (i < n) vf_store_n(y + i, vf_exp(vf_load_n(x + i, n - i, 0.0f)), n - i);
 }
+#endif
