@@ -17,34 +17,15 @@
  * inf) reaches O. The tiles accumulate from zero and are added to O
  * through a buffer, so O is read and written only in its m x dv block.
  * Tiles: 0-3 accumulate, 4-5 hold P's two 16-row halves, 6-7 V's two
- * 16-column strips. The configuration is loaded per call, as in
- * qk_bf16_32x32_amx.c.
+ * 16-column strips. The configuration (tiles_amx.h) is loaded per call.
  */
 #include <immintrin.h>
 #include <string.h>
 
 #include "../ukernels_x86.h"
+#include "tiles_amx.h"
 
 enum { MR = 32, KC = 32 /* keys per tile step */, STRIP = 16 };
-
-typedef struct tile_config {
-    uint8_t palette_id;
-    uint8_t start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
-static void configure_tiles(void) {
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette_id = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
-}
 
 /* The A tile of rows [0, 16) from p16 (valid rows `rows`, valid keys
  * `keys`, row stride ld16 elements): P itself or a zero-padded copy. */
@@ -81,7 +62,7 @@ void ta_pv_bf16_32x32_amx(int64_t m, int64_t n, int64_t dv, const float *p, int6
     uint16_t pstage[2][16 * KC] __attribute__((aligned(64)));
     uint16_t vstage[2][16 * 32] __attribute__((aligned(64)));
     float cbuf[MR * 32] __attribute__((aligned(64)));
-    configure_tiles();
+    ta_amx_configure_16x16_tiles();
     for (int64_t i = 0; i < m; i += MR) {
         int64_t rows = m - i < MR ? m - i : MR;
         int upper = rows > 16; /* rows 16..31 exist */

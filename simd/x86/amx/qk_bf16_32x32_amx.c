@@ -34,30 +34,10 @@
 
 #include "../avx512/vec_avx512.h"
 #include "../ukernels_x86.h"
+#include "tiles_amx.h"
 #include "../../scalar/ukernels_scalar.h"
 
 enum { MR = 32, NR = 32, KSTEP = 32 /* bf16 columns per tile row */ };
-
-/* ldtilecfg's 64-byte operand: palette 1, then bytes per row and rows of
- * each tile. */
-typedef struct tile_config {
-    uint8_t palette_id;
-    uint8_t start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
-static void configure_tiles(void) {
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette_id = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.colsb[t] = 64; /* 16 floats, or 32 bfloat16 */
-        cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
-}
 
 void ta_qk_bf16_32x32_amx(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,
                           const float *k_panel, float scale, float *s, int64_t lds) {
@@ -65,7 +45,7 @@ void ta_qk_bf16_32x32_amx(int64_t m, int64_t n, int64_t d, const float *q, int64
     int64_t qcols = steps * KSTEP; /* bf16 per row of the Q block */
     uint16_t qblock[MR * (TILEATTN_MAX_HEAD_DIM + KSTEP)] __attribute__((aligned(64)));
     float cbuf[MR * NR] __attribute__((aligned(64)));
-    configure_tiles();
+    ta_amx_configure_16x16_tiles();
     for (int64_t i = 0; i < m; i += MR) {
         int64_t rows = m - i < MR ? m - i : MR;
         memset(qblock, 0, (size_t)(MR * qcols) * sizeof(uint16_t));
