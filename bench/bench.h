@@ -211,6 +211,7 @@ typedef struct bench_sweep_point {
     double bf16_dot_peak_gflops;        /* vdpbf16ps peak, NAN without AVX512_BF16 */
     double sgemm_gflops;                /* sgemm 2048^3 on the same threads */
     double max_abs_diff;                /* |O_tileattn - O_standard|, NAN when skipped */
+    tileattn_p_precision p_precision;   /* what tileattn was allowed for P in P.V */
 } bench_sweep_point;
 
 /* Runs the sweep, printing the table to out as points complete and

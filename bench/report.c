@@ -28,7 +28,7 @@ int bench_write_csv(const char *path, const bench_sweep_point *points, int n_poi
     fputs("threads,dtype,head_dim,causal,batch,heads,seqlen_q,seqlen_k,flops,tileattn_s,"
           "tileattn_gflops,standard_s,standard_gflops,peak_kind,peak_gflops,bf16_dot_peak_gflops,"
           "sgemm2048_gflops,"
-          "ratio_peak,ratio_standard,ratio_sgemm,max_abs_diff,note\n",
+          "ratio_peak,ratio_standard,ratio_sgemm,max_abs_diff,p_in_pv,note\n",
           f);
     for (int i = 0; i < n_points; i++) {
         const bench_sweep_point *p = &points[i];
@@ -47,6 +47,7 @@ int bench_write_csv(const char *path, const bench_sweep_point *points, int n_poi
         csv_number(f, p->tileattn_gflops / p->standard_gflops);
         csv_number(f, p->tileattn_gflops / p->sgemm_gflops);
         csv_number(f, p->max_abs_diff);
+        fprintf(f, ",%s", p->p_precision == TILEATTN_P_INPUT_DTYPE ? "input_dtype" : "float32");
         fprintf(f, ",%s\n", p->standard_note ? p->standard_note : "");
     }
     int failed = ferror(f);
@@ -170,6 +171,12 @@ static void draw_panel(FILE *f, double left, double top, const bench_sweep_point
                       -1e300,
                       0.0};
     double y_top = fmax(first->peak_gflops, first->sgemm_gflops);
+    /* bfloat16 panels also show the VDPBF16PS peak, the limit of the 16-bit
+     * tables (their ta/peak column stays against the FMA peak). */
+    double dot_peak = first->dtype == TILEATTN_BF16 && isfinite(first->bf16_dot_peak_gflops)
+                          ? first->bf16_dot_peak_gflops
+                          : 0.0;
+    y_top = fmax(y_top, dot_peak);
     int skipped = 0;
     for (int m = 0; m < n; m++) {
         const bench_sweep_point *p = &points[members[m]];
@@ -232,6 +239,7 @@ static void draw_panel(FILE *f, double left, double top, const bench_sweep_point
     const int labels_close =
         fabs(py(&fr, first->peak_gflops) - py(&fr, first->sgemm_gflops)) < 14.0;
     draw_hline(f, &fr, first->peak_gflops, COLOR_PEAK, NULL, "FMA peak", 0);
+    draw_hline(f, &fr, dot_peak, COLOR_PEAK, "6,3", "vdpbf16ps peak", 0);
     draw_hline(f, &fr, first->sgemm_gflops, COLOR_SGEMM, "2,3", "sgemm 2048\xc2\xb3",
                labels_close && first->sgemm_gflops < first->peak_gflops);
     draw_series(f, &fr, points, members, n, 1);
@@ -265,8 +273,14 @@ static void draw_legend(FILE *f, double x, double y) {
     fprintf(f,
             "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
             "stroke-width=\"1.5\" stroke-dasharray=\"2,3\"/><text x=\"%.1f\" "
-            "y=\"%.1f\">sgemm 2048\xc2\xb3</text>\n</g>\n",
+            "y=\"%.1f\">sgemm 2048\xc2\xb3</text>\n",
             x, y, x + 30, y, COLOR_SGEMM, x + 36, y + 4);
+    x += 130;
+    fprintf(f,
+            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+            "stroke-width=\"1.5\" stroke-dasharray=\"6,3\"/><text x=\"%.1f\" "
+            "y=\"%.1f\">vdpbf16ps peak (bf16 panels)</text>\n</g>\n",
+            x, y, x + 30, y, COLOR_PEAK, x + 36, y + 4);
 }
 
 int bench_write_svg(const char *path, const bench_sweep_point *points, int n_points,

@@ -352,6 +352,7 @@ int bench_sweep_run(const bench_sweep_config *cfg, FILE *out, FILE *err) {
                         pt->peak_kind = fma_peak_kind();
                         pt->bf16_dot_peak_gflops = bf16_peak > 0 ? bf16_peak : NAN;
                         pt->sgemm_gflops = sgemm;
+                        pt->p_precision = cfg->p_precision;
                         print_point(out, pt);
                         n_points++;
                         if (write_outputs(cfg, points, n_points, err) != 0) rc = 2;
