@@ -251,6 +251,16 @@ static void draw_panel(FILE *f, double left, double top, const bench_sweep_point
                 fr.x0 + 4, fr.y0 + fr.h - 6, COLOR_STANDARD);
 }
 
+/* One legend entry: a 30-pixel sample of the line, then its label. */
+static void legend_line(FILE *f, double x, double y, const char *color, const char *width,
+                        const char *dash, const char *label) {
+    fprintf(f,
+            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+            "stroke-width=\"%s\"%s%s%s/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+            x, y, x + 30, y, color, width, dash ? " stroke-dasharray=\"" : "", dash ? dash : "",
+            dash ? "\"" : "", x + 36, y + 4, label);
+}
+
 static void draw_legend(FILE *f, double x, double y) {
     fprintf(f,
             "<g font-size=\"12\">\n"
@@ -258,29 +268,12 @@ static void draw_legend(FILE *f, double x, double y) {
             "stroke-width=\"2\"/><circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>"
             "<text x=\"%.1f\" y=\"%.1f\">tileattn</text>\n",
             x, y, x + 30, y, COLOR_TILEATTN, x + 15, y, COLOR_TILEATTN, x + 36, y + 4);
-    x += 110;
-    fprintf(f,
-            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-            "stroke-width=\"2\" stroke-dasharray=\"7,4\"/>"
-            "<text x=\"%.1f\" y=\"%.1f\">standard attention (materialized S, OpenBLAS)</text>\n",
-            x, y, x + 30, y, COLOR_STANDARD, x + 36, y + 4);
-    x += 360;
-    fprintf(f,
-            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-            "stroke-width=\"1.5\"/><text x=\"%.1f\" y=\"%.1f\">FMA peak (same threads)</text>\n",
-            x, y, x + 30, y, COLOR_PEAK, x + 36, y + 4);
-    x += 220;
-    fprintf(f,
-            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-            "stroke-width=\"1.5\" stroke-dasharray=\"2,3\"/><text x=\"%.1f\" "
-            "y=\"%.1f\">sgemm 2048\xc2\xb3</text>\n",
-            x, y, x + 30, y, COLOR_SGEMM, x + 36, y + 4);
-    x += 130;
-    fprintf(f,
-            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-            "stroke-width=\"1.5\" stroke-dasharray=\"6,3\"/><text x=\"%.1f\" "
-            "y=\"%.1f\">vdpbf16ps peak (bf16 panels)</text>\n</g>\n",
-            x, y, x + 30, y, COLOR_PEAK, x + 36, y + 4);
+    legend_line(f, x += 110, y, COLOR_STANDARD, "2", "7,4",
+                "standard attention (materialized S, OpenBLAS)");
+    legend_line(f, x += 360, y, COLOR_PEAK, "1.5", NULL, "FMA peak (same threads)");
+    legend_line(f, x += 220, y, COLOR_SGEMM, "1.5", "2,3", "sgemm 2048\xc2\xb3");
+    legend_line(f, x += 130, y, COLOR_PEAK, "1.5", "6,3", "vdpbf16ps peak (bf16 panels)");
+    fputs("</g>\n", f);
 }
 
 int bench_write_svg(const char *path, const bench_sweep_point *points, int n_points,
