@@ -19,6 +19,20 @@
 
 enum { MR = 12, STRIP = 16 };
 
+/* acc[r] += P's pair g of row r (its bits & keep) times V's pair g. */
+static inline __attribute__((always_inline)) void pair_step(__m512 acc[][2], const int mr,
+                                                            const int nv, const uint32_t *pw,
+                                                            int64_t ldw, int64_t g, uint32_t keep,
+                                                            __m512i v0, __m512i v1) {
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr) break;
+        __m512bh pp = (__m512bh)_mm512_set1_epi32((int)(pw[r * ldw + g] & keep));
+        acc[r][0] = _mm512_dpbf16_ps(acc[r][0], pp, (__m512bh)v0);
+        if (nv == 2) acc[r][1] = _mm512_dpbf16_ps(acc[r][1], pp, (__m512bh)v1);
+    }
+}
+
 static inline __attribute__((always_inline)) void
 pv_block(const int mr, const int nv, int64_t cols, int64_t n, const uint32_t *pw, int64_t ldw,
          const uint16_t *vp, int64_t ld_chunk, float *o, int64_t ldo) {
@@ -31,24 +45,20 @@ pv_block(const int mr, const int nv, int64_t cols, int64_t n, const uint32_t *pw
         acc[r][0] = _mm512_maskz_loadu_ps(lo, o + r * ldo);
         if (nv == 2) acc[r][1] = _mm512_maskz_loadu_ps(hi, o + r * ldo + 16);
     }
-    /* Pairs g < n / 2 whole; with an odd n, pair n / 2 holds one key. */
-    for (int64_t g = 0; g < (n + 1) / 2; g++) {
+    /* Pairs g < n / 2 are whole; with an odd n, pair n / 2 holds one key,
+     * done apart so the loop carries no test for it. */
+    int64_t g = 0;
+    for (; g < n / 2; g++) {
         const uint16_t *vg = vp + (g / 16) * ld_chunk + (g % 16) * 32;
         __m512i v0 = _mm512_loadu_si512(vg), v1 = _mm512_setzero_si512();
         if (nv == 2) v1 = _mm512_loadu_si512(vg + 512);
-        uint32_t keep = 0xffffffffu;
-        if (2 * g + 1 == n) { /* only the even (first) key of the pair */
-            v0 = _mm512_maskz_mov_epi16(0x55555555u, v0);
-            v1 = _mm512_maskz_mov_epi16(0x55555555u, v1);
-            keep = 0xffffu;
-        }
-#pragma GCC unroll 12
-        for (int r = 0; r < MR; r++) {
-            if (r >= mr) break;
-            __m512bh pp = (__m512bh)_mm512_set1_epi32((int)(pw[r * ldw + g] & keep));
-            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], pp, (__m512bh)v0);
-            if (nv == 2) acc[r][1] = _mm512_dpbf16_ps(acc[r][1], pp, (__m512bh)v1);
-        }
+        pair_step(acc, mr, nv, pw, ldw, g, 0xffffffffu, v0, v1);
+    }
+    if (n % 2) { /* only the even (first) key of the last pair */
+        const uint16_t *vg = vp + (g / 16) * ld_chunk + (g % 16) * 32;
+        __m512i v0 = _mm512_maskz_loadu_epi16(0x55555555u, vg), v1 = _mm512_setzero_si512();
+        if (nv == 2) v1 = _mm512_maskz_loadu_epi16(0x55555555u, vg + 512);
+        pair_step(acc, mr, nv, pw, ldw, g, 0xffffu, v0, v1);
     }
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) {
