@@ -202,20 +202,31 @@ int ta_bench_ukernels(int argc, char **argv) {
 
     double peak = bench_fma_peak_gflops(1, 5, NULL);
     printf("microkernels alone: one thread, D = Dv = %lld, operands in cache\n"
-           "tile: %lld rows x %lld keys (%s)\n"
+           "tile: %lld rows x %lld keys (%s)%s\n"
            "median of %d samples of about %d ms each\n",
-           (long long)d, (long long)rows, (long long)keys, tile_from, f.repeats,
-           TARGET_SAMPLE_NS / 1000000);
+           (long long)d, (long long)rows, (long long)keys, tile_from,
+           f.rows > 0 ? ""
+                      : ",\n      rows rounded up to a multiple of each table's register block",
+           f.repeats, TARGET_SAMPLE_NS / 1000000);
     printf("FMA peak %.1f GFLOP/s (%s, one thread, the same run)\n\n", peak, bench_fma_isa());
-    printf("%-11s %-5s %10s %11s %7s %11s %7s %13s %8s\n", "table", "input", "pack GB/s",
-           "qk GFLOP/s", "x peak", "pv GFLOP/s", "x peak", "softmax ns/S", "share");
+    printf("%-11s %-5s %-4s %4s %10s %11s %7s %11s %7s %13s %8s\n", "table", "input", "P", "rows",
+           "pack GB/s", "qk GFLOP/s", "x peak", "pv GFLOP/s", "x peak", "softmax ns/S", "share");
 
-    const ta_ukernels *tables[MAX_TABLES];
-    int count = ta_ukernels_all(tables, MAX_TABLES);
-    double flops = 2.0 * (double)rows * (double)keys * (double)d;
+    /* Every table, each followed by its twin with P in bfloat16 where it
+     * has one (what p_precision = TILEATTN_P_INPUT_DTYPE runs). */
+    const ta_ukernels *listed[MAX_TABLES], *tables[2 * MAX_TABLES];
+    int listed_count = ta_ukernels_all(listed, MAX_TABLES), count = 0;
+    for (int t = 0; t < listed_count; t++) {
+        tables[count++] = listed[t];
+        if (listed[t]->with_p_bf16) tables[count++] = listed[t]->with_p_bf16;
+    }
     for (int t = 0; t < count; t++) {
+        /* A 12-row tile on a table of 32-row blocks would time its edge
+         * path (zero-padded copies), not its kernels. */
+        int64_t m = f.rows > 0 ? rows : (rows + tables[t]->mr - 1) / tables[t]->mr * tables[t]->mr;
+        double flops = 2.0 * (double)m * (double)keys * (double)d;
         ukb_case c;
-        if (setup_case(&c, tables[t], rows, keys, d)) {
+        if (setup_case(&c, tables[t], m, keys, d)) {
             free_case(&c);
             fprintf(stderr, "%s: out of memory\n", prog);
             return 2;
@@ -225,21 +236,25 @@ int ta_bench_ukernels(int argc, char **argv) {
         double t_copy = time_step(&c, STEP_COPY, f.repeats);
         double t_softmax = time_step(&c, STEP_COPY_SOFTMAX, f.repeats) - t_copy;
         if (t_softmax < 0) t_softmax = 0; /* the copy's noise exceeded the softmax */
+        /* S holds the softmax's P now, in the layout this table's pv reads. */
         double t_pv = time_step(&c, STEP_PV, f.repeats);
         double in_bytes = 2.0 * (double)(keys * d) * (double)tileattn_dtype_size(c.dtype);
-        printf("%-11s %-5s %10.1f %11.1f %7.2f %11.1f %7.2f %13.3f %7.0f%%\n", tables[t]->isa,
+        printf("%-11s %-5s %-4s %4lld %10.1f %11.1f %7.2f %11.1f %7.2f %13.3f %7.0f%%\n",
+               tables[t]->isa,
                c.dtype == TILEATTN_F32    ? "f32"
                : c.dtype == TILEATTN_BF16 ? "bf16"
                                           : "f16",
-               in_bytes / t_pack / 1e9, flops / t_qk / 1e9, flops / t_qk / 1e9 / peak,
-               flops / t_pv / 1e9, flops / t_pv / 1e9 / peak,
-               t_softmax / (double)(rows * keys) * 1e9,
+               tables[t]->p_bf16 ? "bf16" : "f32", (long long)m, in_bytes / t_pack / 1e9,
+               flops / t_qk / 1e9, flops / t_qk / 1e9 / peak, flops / t_pv / 1e9,
+               flops / t_pv / 1e9 / peak, t_softmax / (double)(m * keys) * 1e9,
                100.0 * t_softmax / (t_qk + t_softmax + t_pv));
         free_case(&c);
     }
-    printf("\npack: K and V of one block (input bytes read per second). x peak: of the FMA\n"
-           "peak above (16-bit tables may exceed it). softmax: the online update per score\n"
-           "once the row max has settled (no rescale of O); share: its part of qk +\n"
-           "softmax + pv.\n");
+    printf("\nP: the precision of P in P.V (bf16: the table's twin, run when the caller\n"
+           "allows P in the input dtype: its softmax rounds P, its pack_v packs V as key\n"
+           "pairs). pack: K and V of one block (input bytes read per second). x peak: of\n"
+           "the FMA peak above (16-bit tables may exceed it). softmax: the online update\n"
+           "per score once the row max has settled (no rescale of O); share: its part of\n"
+           "qk + softmax + pv.\n");
     return 0;
 }

@@ -16,7 +16,8 @@
  *   K/V block keys for Sq = Sk = 2048 at that head dim, float32, one
  *   thread) --repeats N (9, median reported)
  * For each table (float32 inputs, or bfloat16 for a table that takes
- * only 16-bit ones): pack_k + pack_v in GB/s of input read, qk and pv in
+ * only 16-bit ones), and for its twin with P in bfloat16 where it has one
+ * (with_p_bf16, a row of its own): pack_k + pack_v in GB/s of input read, qk and pv in
  * GFLOP/s and as a fraction of the one-thread FMA peak measured in the
  * same run, and the softmax in ns per score (and as a share of the three
  * steps' time). Returns 0, or 2 on a bad flag or no memory. */
