@@ -17,10 +17,12 @@
  *   thread) --repeats N (9, median reported)
  * For each table (float32 inputs, or bfloat16 for a table that takes
  * only 16-bit ones), and for its twin with P in bfloat16 where it has one
- * (with_p_bf16, a row of its own): pack_k + pack_v in GB/s of input read, qk and pv in
- * GFLOP/s and as a fraction of the one-thread FMA peak measured in the
- * same run, and the softmax in ns per score (and as a share of the three
- * steps' time). Returns 0, or 2 on a bad flag or no memory. */
+ * (with_p_bf16, a row of its own): pack_k + pack_v in GB/s of input read,
+ * qk and pv in GFLOP/s and as a fraction of the one-thread FMA peak
+ * measured in the same run, and the softmax in ns per score (and as a
+ * share of the three steps' time). Without --rows, each table's rows are
+ * the planner's rounded up to its register block (mr). Returns 0, or 2 on
+ * a bad flag or no memory. */
 int ta_bench_ukernels(int argc, char **argv);
 
 #endif /* TILEATTN_UKERNEL_BENCH_H */
