@@ -59,6 +59,23 @@ void ta_pv_bf16_12x32_avx512bf16(int64_t m, int64_t n, int64_t dv, const float *
 void ta_pv_bf16_32x32_amx(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp,
                           const float *v_panel, float *o, int64_t ldo);
 
+/* The fields of the bfloat16 tables (amx, avx512bf16), as initializer
+ * lists: each takes bfloat16 Q rows and K panels of pairs and has its own
+ * Q.K^T; with float32 P its softmax and P.V are the avx512 ones over V
+ * widened when packed, and its twin (with_p_bf16) rounds P to bfloat16
+ * for a P.V of its own over V packed as key pairs. */
+#define TA_BF16_TABLE_FIELDS(isa_, mr_, qk_)                                                       \
+    .isa = isa_, .mr = mr_, .nr = 32, .dtypes = TA_DTYPE_BIT(TILEATTN_BF16), .q_native = 1,        \
+    .load_rows = ta_load_rows_x16_scalar, .pack_k = ta_pack_k_bf16_pairs_x32,                      \
+    .packed_k_floats = ta_packed_k_floats_bf16_pairs_x32, .qk = qk_
+#define TA_P_F32_FIELDS                                                                            \
+    .pack_v = ta_pack_v_f32_x32_avx512, .packed_v_floats = ta_packed_v_floats_x32_avx512,          \
+    .softmax = ta_softmax_f32_avx512, .pv = ta_pv_f32_12x32_avx512
+#define TA_P_BF16_FIELDS(pv_)                                                                      \
+    .p_bf16 = 1, .pack_v = ta_pack_v_bf16_pairs_x16,                                               \
+    .packed_v_floats = ta_packed_v_floats_bf16_pairs_x16, .softmax = ta_softmax_pbf16_avx512,      \
+    .pv = pv_
+
 /* AVX2 + FMA: 6 x 16 register tiles (12 ymm accumulators of 16). */
 TA_X86_DECLARE(avx2, x16)
 void ta_qk_f32_6x16_avx2(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,

@@ -17,22 +17,13 @@
 #include "../ukernels_x86.h"
 #include "../../scalar/ukernels_scalar.h"
 
-/* The fields both tables share; the P-dependent ones are the arguments. */
-#define AVX512BF16_TABLE(...)                                                                      \
-    {                                                                                              \
-        .isa = "avx512bf16", .mr = 12, .nr = 32, .dtypes = TA_DTYPE_BIT(TILEATTN_BF16),            \
-        .q_native = 1, .load_rows = ta_load_rows_x16_scalar, .pack_k = ta_pack_k_bf16_pairs_x32,   \
-        .packed_k_floats = ta_packed_k_floats_bf16_pairs_x32, .qk = ta_qk_bf16_12x32_avx512bf16,   \
-        __VA_ARGS__                                                                                \
-    }
+static const ta_ukernels ta_ukernels_avx512bf16_pbf16 = {
+    TA_BF16_TABLE_FIELDS("avx512bf16", 12, ta_qk_bf16_12x32_avx512bf16),
+    TA_P_BF16_FIELDS(ta_pv_bf16_12x32_avx512bf16),
+};
 
-static const ta_ukernels ta_ukernels_avx512bf16_pbf16 =
-    AVX512BF16_TABLE(.p_bf16 = 1, .pack_v = ta_pack_v_bf16_pairs_x16,
-                     .packed_v_floats = ta_packed_v_floats_bf16_pairs_x16,
-                     .softmax = ta_softmax_pbf16_avx512, .pv = ta_pv_bf16_12x32_avx512bf16);
-
-const ta_ukernels ta_ukernels_avx512bf16 =
-    AVX512BF16_TABLE(.pack_v = ta_pack_v_f32_x32_avx512,
-                     .packed_v_floats = ta_packed_v_floats_x32_avx512,
-                     .softmax = ta_softmax_f32_avx512, .pv = ta_pv_f32_12x32_avx512,
-                     .with_p_bf16 = &ta_ukernels_avx512bf16_pbf16);
+const ta_ukernels ta_ukernels_avx512bf16 = {
+    TA_BF16_TABLE_FIELDS("avx512bf16", 12, ta_qk_bf16_12x32_avx512bf16),
+    TA_P_F32_FIELDS,
+    .with_p_bf16 = &ta_ukernels_avx512bf16_pbf16,
+};
