@@ -9,7 +9,7 @@
  *               and K/V rows read in place from the cache, every KV head
  *               of the group on each key tile before the next, in three
  *               phases while the next tile is prefetched (a share of its
- *               lines before each kernel call):
+ *               lines before each kernel call, on steps of a few keys):
  *                   S_g = Q_g K_j^T for every head g;
  *                   masks and online softmax for each;
  *                   O_g += P_g V_j for every head g
@@ -301,6 +301,10 @@ static void prefetch_queue_issue(prefetch_queue *pq, int64_t lines) {
     pq->kv = kv, pq->key = key, pq->head = head, pq->off = off;
 }
 
+/* Keys per kernel call within a tile: each call is preceded by its share
+ * of the next tile's lines (see attend). */
+enum { PREFETCH_STEP_KEYS = 16 };
+
 /* Step 2 for one work item: each head's rows' unnormalised O, max and sum
  * go to acc, head after head (head_part_floats apart): rows x Dv, then the
  * rows' maxima, then their sums. */
@@ -356,19 +360,27 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
         if (j0 + bk <= c1) /* fetched while this tile computes */
             gather_rows(d, a, t, j0 + bk, c1 + 1 - (j0 + bk) < bk ? c1 + 1 - (j0 + bk) : bk, next);
         /* Three phases over the item's heads (Q K^T for all, then the
-         * softmax of each, then P V for all): 2 x heads kernel calls, each
-         * preceded by its share of the next tile's lines. */
+         * softmax of each, then P V for all). The kernels of the first and
+         * last phase run on steps of PREFETCH_STEP_KEYS keys, each step
+         * preceded by its share of the next tile's lines: the tile can be
+         * long, so that the softmax and the kernels' set-up are paid
+         * rarely, while the prefetches still go out a few dozen lines at a
+         * time. */
         prefetch_queue pq;
         prefetch_queue_init(&pq, d, a, t, next->j0 >= 0 ? next : NULL);
-        int64_t share = (pq.lines + 2 * t->heads - 1) / (2 * t->heads);
+        int64_t steps = 2 * t->heads * ((n + PREFETCH_STEP_KEYS - 1) / PREFETCH_STEP_KEYS);
+        int64_t share = (pq.lines + steps - 1) / steps;
         const void *rows[TA_DECODE_MAX_BLOCK_K];
         for (int64_t g = 0; g < t->heads; g++) {
-            prefetch_queue_issue(&pq, share);
             ptrdiff_t k_shift = (ptrdiff_t)(g * a->k_cache.stride_h) * (ptrdiff_t)ces;
             for (int64_t c = 0; c < n; c++)
                 rows[c] = tile->k_rows[c] + k_shift;
-            k->qk(m, n, dk, ws->q + g * d->rows_per_tile * dk, dk, rows, d->cache_dtype,
-                  ws->s + g * s_floats, bk);
+            for (int64_t c = 0; c < n; c += PREFETCH_STEP_KEYS) {
+                prefetch_queue_issue(&pq, share);
+                int64_t step = n - c < PREFETCH_STEP_KEYS ? n - c : PREFETCH_STEP_KEYS;
+                k->qk(m, step, dk, ws->q + g * d->rows_per_tile * dk, dk, rows + c, d->cache_dtype,
+                      ws->s + g * s_floats + c, bk);
+            }
         }
         for (int64_t g = 0; g < t->heads; g++) {
             float *o = acc + g * part, *row_max = o + m * dv, *row_sum = row_max + m;
@@ -386,11 +398,15 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
                         s[r * bk + c] *= a->v_scales[tile->scale_index[c] + g];
         }
         for (int64_t g = 0; g < t->heads; g++) {
-            prefetch_queue_issue(&pq, share);
             ptrdiff_t v_shift = (ptrdiff_t)(g * a->v_cache.stride_h) * (ptrdiff_t)ces;
             for (int64_t c = 0; c < n; c++)
                 rows[c] = tile->v_rows[c] + v_shift;
-            k->pv(m, n, dv, ws->s + g * s_floats, bk, rows, d->cache_dtype, acc + g * part, dv);
+            for (int64_t c = 0; c < n; c += PREFETCH_STEP_KEYS) {
+                prefetch_queue_issue(&pq, share);
+                int64_t step = n - c < PREFETCH_STEP_KEYS ? n - c : PREFETCH_STEP_KEYS;
+                k->pv(m, step, dv, ws->s + g * s_floats + c, bk, rows + c, d->cache_dtype,
+                      acc + g * part, dv);
+            }
         }
         prefetch_queue_issue(&pq, pq.lines); /* whatever rounding left */
         cur = 1 - cur;
