@@ -106,15 +106,12 @@ const ta_bwd_kernels *ta_bwd_kernels_select(tileattn_status *status) {
 }
 
 int ta_bwd_kernels_all(const ta_bwd_kernels **list, int max) {
-    const ta_cpu_features *f = ta_cpu_features_get();
     const ta_bwd_kernels *avx2 = ta_bwd_kernels_avx2(), *avx512 = ta_bwd_kernels_avx512();
     const ta_bwd_kernels *neon = ta_bwd_kernels_neon();
     int count = 0;
     if (count < max) list[count++] = &ta_bwd_kernels_portable;
-    if (count < max && neon && f->asimd) list[count++] = neon;
-    if (count < max && avx2 && f->avx2 && f->fma && f->f16c) list[count++] = avx2;
-    if (count < max && avx512 && f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq &&
-        f->fma && f->f16c)
-        list[count++] = avx512;
+    if (count < max && neon && ta_cpu_runs_isa("neon")) list[count++] = neon;
+    if (count < max && avx2 && ta_cpu_runs_isa("avx2")) list[count++] = avx2;
+    if (count < max && avx512 && ta_cpu_runs_isa("avx512")) list[count++] = avx512;
     return count;
 }

@@ -89,22 +89,12 @@ static void pv_scalar(int64_t rows, int64_t n, int64_t dv, const float *p, int64
 const ta_decode_kernels ta_decode_kernels_scalar = {"scalar",  qk_scalar, ta_softmax_f32_scalar,
                                                     pv_scalar, NULL,      NULL};
 
-#if TA_DECODE_X86
-static int runs_avx512(const ta_cpu_features *f) {
-    return f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->fma && f->f16c;
-}
-static int runs_avx2(const ta_cpu_features *f) {
-    return f->avx2 && f->fma && f->f16c;
-}
-#endif /* TA_DECODE_X86 */
-
 int ta_decode_kernels_all(const ta_decode_kernels **list, int max) {
     int count = 0;
     if (count < max) list[count++] = &ta_decode_kernels_scalar;
 #if TA_DECODE_X86
-    const ta_cpu_features *f = ta_cpu_features_get();
-    if (count < max && runs_avx2(f)) list[count++] = &ta_decode_kernels_avx2;
-    if (count < max && runs_avx512(f)) list[count++] = &ta_decode_kernels_avx512;
+    if (count < max && ta_cpu_runs_isa("avx2")) list[count++] = &ta_decode_kernels_avx2;
+    if (count < max && ta_cpu_runs_isa("avx512")) list[count++] = &ta_decode_kernels_avx512;
 #endif
     return count;
 }

@@ -145,8 +145,8 @@ static int runs_avx512bf16(const ta_cpu_features *f) {
 static int pays_avx512bf16(const ta_cpu_features *f) {
     return !f->intel;
 }
-static int runs_avx512(const ta_cpu_features *f) {
-    return f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq;
+static int runs_avx512(const ta_cpu_features *f) { /* its files also use FMA and F16C */
+    return f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->fma && f->f16c;
 }
 static int runs_avx2(const ta_cpu_features *f) {
     return f->avx2 && f->fma && f->f16c;
@@ -186,6 +186,13 @@ static const candidate candidates[] = {
     {&ta_ukernels_scalar, "scalar", runs_anywhere, NULL, NULL},
 };
 enum { NUM_CANDIDATES = sizeof candidates / sizeof candidates[0] };
+
+int ta_cpu_runs_isa(const char *isa) {
+    const ta_cpu_features *f = ta_cpu_features_get();
+    for (int i = 0; i < NUM_CANDIDATES; i++)
+        if (strcmp(candidates[i].name, isa) == 0) return candidates[i].runs_here(f);
+    return 0;
+}
 
 /* The selection: the candidate of the best table in use (the best this
  * CPU runs, lowered by TILEATTN_ISA); per dtype, tables from there on. */

@@ -21,6 +21,11 @@ typedef struct ta_cpu_features {
 
 const ta_cpu_features *ta_cpu_features_get(void);
 
+/* Whether this CPU runs the table of that name ("avx2", "avx512", "neon",
+ * ...; 0 for a name this build has no table of): the one test of features,
+ * shared with the backward's and the decoding's own kernel tables. */
+int ta_cpu_runs_isa(const char *isa);
+
 /* The best table in use: the best the CPU runs, or what TILEATTN_ISA
  * forces (never a higher one than the CPU has). It may serve only some
  * input dtypes (ukernel.h). NULL with *status set when TILEATTN_ISA is not

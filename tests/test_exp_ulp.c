@@ -99,22 +99,19 @@ static void specials(vexp_fn vexp, const char *isa) {
 
 #if TILEATTN_HAVE_X86_SIMD
 Test(exp_ulp, avx512) {
-    const ta_cpu_features *f = ta_cpu_features_get();
-    if (!(f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq))
-        cr_skip_test("this CPU has no AVX-512");
+    if (!ta_cpu_runs_isa("avx512")) cr_skip_test("this CPU has no AVX-512");
     specials(ta_exp_f32_avx512, "avx512");
     sweep(ta_exp_f32_avx512, "avx512");
 }
 
 Test(exp_ulp, avx2) {
-    const ta_cpu_features *f = ta_cpu_features_get();
-    if (!(f->avx2 && f->fma && f->f16c)) cr_skip_test("this CPU has no AVX2 + FMA");
+    if (!ta_cpu_runs_isa("avx2")) cr_skip_test("this CPU has no AVX2 + FMA");
     specials(ta_exp_f32_avx2, "avx2");
     sweep(ta_exp_f32_avx2, "avx2");
 }
 #elif TILEATTN_HAVE_ARM_SIMD
 Test(exp_ulp, neon) {
-    if (!ta_cpu_features_get()->asimd) cr_skip_test("this CPU has no Advanced SIMD");
+    if (!ta_cpu_runs_isa("neon")) cr_skip_test("this CPU has no Advanced SIMD");
     specials(ta_exp_f32_neon, "neon");
     sweep(ta_exp_f32_neon, "neon");
 }
