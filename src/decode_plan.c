@@ -158,7 +158,8 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
      * sums and rescale). On the 16-core Xeon (2 MiB L2; B = 8 x 32k tokens,
      * one thread) 64-key tiles read 0.61-0.63 of the read bandwidth in
      * bf16 and 0.66-0.69 in f32, against 0.50-0.52 and 0.57-0.62 with
-     * 24-key tiles in one call per head; 128 keys lost on 16 threads. */
+     * the 2 x L1d tiles before (24 bf16 keys, 8 f32) in one call per head;
+     * 128 keys lost on 16 threads. */
     int64_t tile_keys = (int64_t)(topo->l2_bytes / 4) / (row_bytes * d->heads_per_item) / 16 * 16;
     d->block_k = ta_clamp(tile_keys, 16, MAX_TILE_KEYS);
 
