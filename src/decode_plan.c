@@ -30,8 +30,6 @@ enum {
      * (tens of microseconds) that scheduling is noise. */
     MIN_SPLIT_KEYS = 256,
     MAX_SPLITS = 64,
-    /* The longest key tile (see ta_plan_decode). */
-    MAX_TILE_KEYS = TA_DECODE_MAX_BLOCK_K,
 };
 
 /* Wave efficiency below which splitting pays. FlashAttention's
@@ -127,10 +125,11 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
 
     int64_t dk = d->head_dim, dv = d->head_dim_v;
     int64_t row_bytes = (dk + dv) * (int64_t)ta_cache_dtype_size(d->cache_dtype);
-    int64_t bk = MAX_TILE_KEYS; /* the widest S tile, for the row tile's fit */
 
     d->rows = d->group * d->seqlen_new;
-    int64_t floats_per_row = dk + dv + 2 * bk + 2;
+    /* Counted at the widest key tile: block_k, chosen below, depends on
+     * the heads per item. */
+    int64_t floats_per_row = dk + dv + 2 * TA_DECODE_MAX_BLOCK_K + 2;
     int64_t fit = (int64_t)(topo->l2_bytes / 2 / sizeof(float)) / floats_per_row;
     if (fit < 8) fit = 8;
     d->rows_per_tile = d->rows < fit ? d->rows : fit;
@@ -150,7 +149,7 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
         ta_clamp(forced->heads_per_item > 0 ? forced->heads_per_item : heads, 1, d->heads_kv);
     d->num_head_groups = (d->heads_kv + d->heads_per_item - 1) / d->heads_per_item;
     /* Tiles of a quarter of L2 over all the item's heads, at most
-     * MAX_TILE_KEYS keys: this tile and the next, prefetched while this one
+     * TA_DECODE_MAX_BLOCK_K keys: this tile and the next, prefetched while this one
      * computes, take half of L2. The kernels run on steps of a few keys,
      * each step preceded by its share of the next tile's lines (decode.c),
      * so a long tile does not mean long bursts of requests; what it buys
@@ -161,7 +160,7 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
      * the 2 x L1d tiles before (24 bf16 keys, 8 f32) in one call per head;
      * 128 keys lost on 16 threads. */
     int64_t tile_keys = (int64_t)(topo->l2_bytes / 4) / (row_bytes * d->heads_per_item) / 16 * 16;
-    d->block_k = ta_clamp(tile_keys, 16, MAX_TILE_KEYS);
+    d->block_k = ta_clamp(tile_keys, 16, TA_DECODE_MAX_BLOCK_K);
 
     d->num_threads = args->num_threads > 0 ? args->num_threads : ta_default_threads();
     int64_t items = d->batch * d->num_head_groups * d->num_row_tiles;
