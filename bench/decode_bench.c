@@ -344,9 +344,16 @@ int ta_bench_decode(int argc, char **argv) {
                    dtype_name(cfg->dtype), cache, results[ci] * 1e3, gbs, read_gbs, gbs / read_gbs,
                    vs_contig);
         }
-        /* The split-KV plan of the contiguous bf16 run, for the record. */
-        const char *split = strstr(plans[0], "split-KV");
-        if (split) printf("  plan (%d thread%s): %s", threads, threads > 1 ? "s" : "", split);
+        /* The split-KV and prefetch lines of the contiguous bf16 run's
+         * plan, for the record. */
+        const char *line = strstr(plans[0], "split-KV");
+        if (line) printf("  plan (%d thread%s):\n", threads, threads > 1 ? "s" : "");
+        while (line && *line) {
+            const char *end = strchr(line, '\n');
+            int len = end ? (int)(end - line) : (int)strlen(line);
+            printf("    %.*s\n", len, line);
+            line = end ? end + 1 : NULL;
+        }
     }
     free(stream), free(p.k), free(p.v), free(p.q), free(p.o), free(p.table);
     free(p.cache_seqlens);

@@ -52,6 +52,7 @@ typedef enum tileattn_status {
     TILEATTN_ERR_OUT_OF_MEMORY,  /* a workspace allocation failed */
     TILEATTN_ERR_BAD_ISA,        /* TILEATTN_ISA names an unknown instruction set */
     TILEATTN_ERR_DEVICE,         /* the GPU runtime failed (tileattn_cuda_last_error_string) */
+    TILEATTN_ERR_BAD_ENV,        /* a TILEATTN_* environment variable has a bad value */
 } tileattn_status;
 
 /* A short, static, human-readable message for a status. Never NULL. */

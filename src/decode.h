@@ -136,6 +136,8 @@ typedef struct ta_decode_desc {
     size_t workspace_floats; /* per thread, padded */
     size_t l1d_bytes, l2_bytes, l3_bytes;
     const char *split_reason;
+    int prefetch_next_tile; /* software prefetch of the next key tile */
+    const char *prefetch_reason;
     const ta_decode_kernels *kernels;
 } ta_decode_desc;
 
@@ -144,10 +146,12 @@ typedef struct ta_decode_desc {
 tileattn_status ta_validate_decode(const tileattn_decode_args *args, int allow_no_output);
 
 /* Planner choices a caller may impose (tests use them to exercise the
- * merge and the head groups); 0 leaves one to the planner. */
+ * merge, the head groups and both prefetch paths); 0 leaves one to the
+ * planner. */
 typedef struct ta_decode_overrides {
     int64_t splits;
     int64_t heads_per_item;
+    int prefetch; /* 1: software prefetch of the next tile, -1: none */
 } ta_decode_overrides;
 
 /* Validates and plans. forced may be NULL; kernels NULL = selected. */

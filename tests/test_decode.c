@@ -399,7 +399,8 @@ static void run_case(const dcase *c) {
 
     const ta_decode_kernels *tables[3];
     int num_tables = ta_decode_kernels_all(tables, 3);
-    ta_decode_overrides plans[3] = {{1, 0}, {3, 0}, {1, c->hk >= 3 ? 2 : 1}};
+    /* Each table with and without the software prefetch. */
+    ta_decode_overrides plans[3] = {{1, 0, 1}, {3, 0, -1}, {1, c->hk >= 3 ? 2 : 1, 1}};
     char what[160];
     for (int t = 0; t < num_tables; t++)
         for (int s = 0; s < 3; s++) {
@@ -411,10 +412,11 @@ static void run_case(const dcase *c) {
                     void *o = th_alloc(o_bytes);
                     float *lse = th_alloc((size_t)rows * sizeof(float));
                     tileattn_decode_args a = make_args(&p, &w, paged, o, lse, threads);
-                    snprintf(what, sizeof what, "%s %s splits=%lld heads/item=%lld threads=%d",
+                    snprintf(what, sizeof what,
+                             "%s %s splits=%lld heads/item=%lld prefetch=%d threads=%d",
                              tables[t]->isa, paged ? "paged" : "contiguous",
                              (long long)plans[s].splits, (long long)plans[s].heads_per_item,
-                             threads);
+                             plans[s].prefetch, threads);
                     tileattn_status st = ta_decode_run(&a, &plans[s], tables[t]);
                     cr_assert_eq(st, TILEATTN_OK, "%s: %s", what, tileattn_status_string(st));
                     check_cache_after_append(&p, &w, paged);
@@ -721,6 +723,67 @@ Test(decode, planner_splits_for_idle_threads) {
     cr_assert_eq(ta_plan_decode(&a, NULL, NULL, &d), TILEATTN_OK);
     cr_assert_eq(d.num_splits, 1);
     free_caches(&w), th_free(o), free_problem(&p);
+}
+
+/* TILEATTN_DECODE_PREFETCH picks the prefetch path (each test runs in a
+ * process of its own), the result is the same bit for bit either way, and
+ * any other value is refused before anything is written. */
+Test(decode, prefetch_env) {
+    dcase c = base_case();
+    c.append = 1, c.sq = 2, c.cache_dtype = TILEATTN_CACHE_BF16;
+    dproblem p;
+    make_problem(&c, &p);
+    int64_t rows = c.batch * c.sq * c.h;
+    size_t o_bytes = (size_t)(rows * p.dv) * 4, lse_bytes = (size_t)rows * 4;
+    unsigned char *o[2], *lse[2];
+    char buf[1024];
+    for (int on = 0; on < 2; on++) {
+        setenv("TILEATTN_DECODE_PREFETCH", on ? "1" : "0", 1);
+        dcaches w = copy_caches(&p, 1);
+        o[on] = th_alloc(o_bytes), lse[on] = th_alloc(lse_bytes);
+        tileattn_decode_args a = make_args(&p, &w, 1, o[on], (float *)lse[on], 2);
+        ta_decode_desc d;
+        cr_assert_eq(ta_plan_decode(&a, NULL, NULL, &d), TILEATTN_OK);
+        cr_expect_eq(d.prefetch_next_tile, on);
+        cr_assert_eq(tileattn_describe_decode(&a, buf, sizeof buf), TILEATTN_OK);
+        cr_expect(strstr(buf, on ? "software (TILEATTN_DECODE_PREFETCH)"
+                                 : "hardware only (TILEATTN_DECODE_PREFETCH)") != NULL,
+                  "%s", buf);
+        cr_assert_eq(tileattn_decode(&a), TILEATTN_OK);
+        free_caches(&w);
+    }
+    cr_expect(memcmp(o[0], o[1], o_bytes) == 0 && memcmp(lse[0], lse[1], lse_bytes) == 0,
+              "O or LSE depends on the prefetch");
+
+    static const char *bad[] = {"2", "yes", "on", "01", " 1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("TILEATTN_DECODE_PREFETCH", bad[i], 1);
+        dcaches w = copy_caches(&p, 1);
+        memset(o[0], 0xab, o_bytes), memset(lse[0], 0xab, lse_bytes);
+        tileattn_decode_args a = make_args(&p, &w, 1, o[0], (float *)lse[0], 2);
+        cr_expect_eq(tileattn_decode(&a), TILEATTN_ERR_BAD_ENV, "'%s'", bad[i]);
+        cr_expect_eq(tileattn_describe_decode(&a, buf, sizeof buf), TILEATTN_ERR_BAD_ENV);
+        for (size_t b = 0; b < o_bytes; b++)
+            cr_assert_eq(o[0][b], 0xab, "'%s': O written", bad[i]);
+        for (size_t b = 0; b < lse_bytes; b++)
+            cr_assert_eq(lse[0][b], 0xab, "'%s': LSE written", bad[i]);
+        cr_assert(memcmp(w.k, p.kp, p.kp_bytes) == 0 && memcmp(w.v, p.vp, p.vp_bytes) == 0,
+                  "'%s': the cache was appended to", bad[i]);
+        free_caches(&w);
+    }
+    setenv("TILEATTN_DECODE_PREFETCH", "", 1); /* empty: the planner's choice */
+    dcaches w = copy_caches(&p, 0);
+    tileattn_decode_args a = make_args(&p, &w, 0, o[0], (float *)lse[0], 1);
+    ta_decode_desc d;
+    cr_assert_eq(ta_plan_decode(&a, NULL, NULL, &d), TILEATTN_OK);
+    cr_expect(strcmp(d.prefetch_reason, "TILEATTN_DECODE_PREFETCH") != 0);
+    ta_decode_overrides off = {0, 0, -1};
+    cr_assert_eq(ta_plan_decode(&a, &off, NULL, &d), TILEATTN_OK);
+    cr_expect(!d.prefetch_next_tile && strcmp(d.prefetch_reason, "forced") == 0);
+    free_caches(&w);
+    for (int on = 0; on < 2; on++)
+        th_free(o[on]), th_free(lse[on]);
+    free_problem(&p);
 }
 
 /* Every bad table or length is refused before anything is written. */

@@ -329,8 +329,8 @@ Test(api, null_args) {
 }
 
 Test(api, status_strings) {
-    const char *seen[TILEATTN_ERR_DEVICE + 1];
-    for (int s = 0; s <= TILEATTN_ERR_DEVICE; s++) {
+    const char *seen[TILEATTN_ERR_BAD_ENV + 1];
+    for (int s = 0; s <= TILEATTN_ERR_BAD_ENV; s++) {
         const char *m = tileattn_status_string((tileattn_status)s);
         cr_assert_not_null(m, "status %d", s);
         cr_expect_gt(strlen(m), 0, "status %d has an empty message", s);
@@ -338,7 +338,7 @@ Test(api, status_strings) {
             cr_expect_str_neq(m, seen[t], "statuses %d and %d share a message", t, s);
         seen[s] = m;
     }
-    static const int out_of_range[] = {-1, TILEATTN_ERR_DEVICE + 1, 1000, -2147483647 - 1};
+    static const int out_of_range[] = {-1, TILEATTN_ERR_BAD_ENV + 1, 1000, -2147483647 - 1};
     for (size_t i = 0; i < sizeof out_of_range / sizeof out_of_range[0]; i++) {
         const char *m = tileattn_status_string((tileattn_status)out_of_range[i]);
         cr_assert_not_null(m, "status %d", out_of_range[i]);
