@@ -118,7 +118,7 @@ static int64_t choose_splits(int64_t items, int threads, int64_t longest_k, cons
  * need too, and the L2 streamer fetches the same lines on its own. On a
  * 2-core Ice Lake server (B = 2 x 32k, H = 32, Hk = 8, D = 128, medians
  * of three runs) f32 read 0.97-1.05 of the read bandwidth without them
- * against 0.66-0.67 with, bf16 0.60-0.62 against 0.51-0.52; on the
+ * against 0.66-0.67 with, bf16 0.61-0.62 against 0.51-0.52; on the
  * 16-core Xeon, with the head-after-head order before, none read 0.85 of
  * the read bandwidth in f32 against 0.81 with the shares (bf16 0.68-0.71
  * against 0.70-0.71). Other cores get the AMD choice.
