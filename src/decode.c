@@ -370,11 +370,11 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
          * tile read a few hundred bytes every Hk x D elements, which on a
          * 2-core Ice Lake read 0.52 of the read bandwidth in bf16 against
          * 0.61 (B = 2 x 32k, two threads, no software prefetch, medians of
-         * three runs). When the plan asks for
-         * it, each kernel call is preceded by its share of the next tile's
-         * lines: the tile can be long, so that the softmax and the
-         * kernels' set-up are paid rarely, while the prefetches still go
-         * out a few dozen lines at a time. */
+         * three runs). When the plan asks for it, each kernel call is
+         * preceded by its share of the next tile's lines: the tile can be
+         * long, so that the softmax and the kernels' set-up are paid
+         * rarely, while the prefetches still go out a few dozen lines at
+         * a time. */
         prefetch_queue pq;
         prefetch_queue_init(&pq, d, a, t, d->prefetch_next_tile && next->j0 >= 0 ? next : NULL);
         int64_t steps = 2 * t->heads * ((n + PREFETCH_STEP_KEYS - 1) / PREFETCH_STEP_KEYS);

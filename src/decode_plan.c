@@ -114,8 +114,9 @@ static int64_t choose_splits(int64_t items, int threads, int64_t longest_k, cons
  * instructions pay. On the AMD cores we measured they were needed: a Zen 4
  * core read 7.5 GB/s of a bf16 cache without them and 14-15 with them, and
  * a Zen 3 lost without them in bf16. On the Intel cores they cost more
- * than they bring: each waits for a fill buffer that the demand loads
- * need too, and the L2 streamer fetches the same lines on its own. On a
+ * than they bring (likely: each holds a fill buffer that the demand loads
+ * need too, while the L2 streamer fetches the same lines on its own; we
+ * had no counters to check). On a
  * 2-core Ice Lake server (B = 2 x 32k, H = 32, Hk = 8, D = 128, medians
  * of three runs) f32 read 0.97-1.05 of the read bandwidth without them
  * against 0.66-0.67 with, bf16 0.61-0.62 against 0.51-0.52; on the
