@@ -128,7 +128,7 @@ typedef struct ta_decode_desc {
     int64_t num_row_tiles;
     int64_t heads_per_item;  /* KV heads one work item attends for together */
     int64_t num_head_groups; /* ceil(Hk / heads_per_item) */
-    int64_t block_k;         /* keys per tile, from L1 */
+    int64_t block_k;         /* keys per tile, from L2 */
     int64_t num_splits;      /* split-KV chunks per (b, head group, row tile) */
     int64_t split_keys;      /* keys per chunk, a multiple of block_k */
     int64_t num_work;        /* batch * num_head_groups * num_row_tiles * num_splits */

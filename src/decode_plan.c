@@ -116,15 +116,14 @@ static int64_t choose_splits(int64_t items, int threads, int64_t longest_k, cons
  * a Zen 3 lost without them in bf16. On the Intel cores they cost more
  * than they bring (likely: each holds a fill buffer that the demand loads
  * need too, while the L2 streamer fetches the same lines on its own; we
- * had no counters to check). On a
- * 2-core Ice Lake server (B = 2 x 32k, H = 32, Hk = 8, D = 128, medians
- * of three runs) f32 read 0.97-1.05 of the read bandwidth without them
- * against 0.66-0.67 with, bf16 0.61-0.62 against 0.51-0.52; on the
- * 16-core Xeon, with the head-after-head order before, none read 0.85 of
- * the read bandwidth in f32 against 0.81 with the shares (bf16 0.68-0.71
- * against 0.70-0.71). Other cores get the AMD choice.
- * TILEATTN_DECODE_PREFETCH=0 or 1 decides instead (forced, if nonzero,
- * before it). */
+ * had no counters to check). On a 2-core Ice Lake server (B = 2 x 32k,
+ * H = 32, Hk = 8, D = 128, medians of three runs) f32 read 0.97-1.05
+ * of the read bandwidth without them against 0.66-0.67 with, bf16
+ * 0.61-0.62 against 0.51-0.52; on the 16-core Xeon, with the
+ * head-after-head order before, none read 0.85 of the read bandwidth in
+ * f32 against 0.81 with the shares (bf16 0.68-0.71 against 0.70-0.71).
+ * Other cores get the AMD choice. TILEATTN_DECODE_PREFETCH=0 or 1
+ * decides instead (forced, if nonzero, before it). */
 static tileattn_status choose_prefetch(int forced, ta_decode_desc *d) {
     if (forced) {
         d->prefetch_next_tile = forced > 0;
@@ -194,10 +193,11 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
         ta_clamp(forced->heads_per_item > 0 ? forced->heads_per_item : heads, 1, d->heads_kv);
     d->num_head_groups = (d->heads_kv + d->heads_per_item - 1) / d->heads_per_item;
     /* Tiles of a quarter of L2 over all the item's heads, at most
-     * TA_DECODE_MAX_BLOCK_K keys: this tile and the next, prefetched while this one
-     * computes, take half of L2. The kernels run on steps of a few keys,
-     * each step preceded by its share of the next tile's lines (decode.c),
-     * so a long tile does not mean long bursts of requests; what it buys
+     * TA_DECODE_MAX_BLOCK_K keys: this tile and the next, fetched while
+     * this one computes, take half of L2. The kernels run on steps of a
+     * few keys, each step preceded by its share of the next tile's lines
+     * when the prefetch is in software (decode.c), so a long tile does
+     * not mean long bursts of requests; what it buys
      * is fewer softmax calls, whose cost is per row and call (its maxima,
      * sums and rescale). On the 16-core Xeon (2 MiB L2; B = 8 x 32k tokens,
      * one thread) 64-key tiles read 0.61-0.63 of the read bandwidth in
