@@ -119,9 +119,11 @@ static int64_t choose_splits(int64_t items, int threads, int64_t longest_k, cons
  * had no counters to check). On a 2-core Ice Lake server (B = 2 x 32k,
  * H = 32, Hk = 8, D = 128, medians of three runs) f32 read 0.97-1.05
  * of the read bandwidth without them against 0.66-0.67 with, bf16
- * 0.61-0.62 against 0.51-0.52; on the 16-core Xeon, with the
- * head-after-head order before, none read 0.85 of the read bandwidth in
- * f32 against 0.81 with the shares (bf16 0.68-0.71 against 0.70-0.71).
+ * 0.61-0.62 against 0.51-0.52; on the 16-core Xeon (B = 8 x 32k, medians
+ * of four runs) 16 threads read 0.82 in f32 without them against 0.67
+ * with, bf16 0.67 against 0.60, while one thread of bf16 lost (0.45
+ * against 0.55; f32 0.67 against 0.68). The rule is for the many-threaded
+ * case that serving runs.
  * Other cores get the AMD choice. TILEATTN_DECODE_PREFETCH=0 or 1
  * decides instead (forced, if nonzero, before it). */
 static tileattn_status choose_prefetch(int forced, ta_decode_desc *d) {
