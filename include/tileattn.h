@@ -185,7 +185,11 @@ typedef struct tileattn_forward_args {
     const int32_t *cu_seqlens_q;
     const int32_t *cu_seqlens_k;
 
-    /* Threads: 0 = OpenMP's default (OMP_NUM_THREADS, else all cores). */
+    /* Threads: 0 = OMP_NUM_THREADS where it is set, else one per physical
+     * core this process may run on. A team of one thread per core is bound
+     * one thread per core for the call (hwloc), unless OpenMP's binding
+     * variables are set; TILEATTN_BIND_THREADS=1 binds smaller teams to the
+     * first cores too, =0 never binds. */
     int num_threads;
 
     /* P in P.V: float32 (the default) or allowed in the input dtype. */
@@ -363,7 +367,11 @@ typedef struct tileattn_decode_args {
     int64_t alibi_stride_b;    /* 0 = one slope vector shared by all batches */
     const float *sinks;        /* [H] float32 logits, or NULL */
 
-    /* Threads: 0 = OpenMP's default (OMP_NUM_THREADS, else all cores). */
+    /* Threads: 0 = OMP_NUM_THREADS where it is set, else one per physical
+     * core this process may run on. A team of one thread per core is bound
+     * one thread per core for the call (hwloc), unless OpenMP's binding
+     * variables are set; TILEATTN_BIND_THREADS=1 binds smaller teams to the
+     * first cores too, =0 never binds. */
     int num_threads;
 } tileattn_decode_args;
 

@@ -34,6 +34,7 @@
 #include "desc.h"
 #include "mask.h"
 #include "plan_util.h"
+#include "threads.h"
 #include "tileattn_config.h"
 #include "topology.h"
 
@@ -72,6 +73,7 @@ typedef struct bwd_plan {
     int64_t block_q, block_k;
     int64_t num_k_tiles, num_groups, num_work;
     int num_threads;
+    int place_threads;                      /* one thread per core (threads.h) */
     int64_t k_panel_floats, v_panel_floats; /* the forward's packed K and V tiles */
     size_t workspace_floats;                /* per thread */
 } bwd_plan;
@@ -204,11 +206,7 @@ static void plan_backward(const tileattn_backward_args *args, const ta_ukernels 
     p->num_groups = ta_clamp(groups, 1, MAX_GROUPS);
     p->num_work = heads * p->num_groups;
 
-#if TILEATTN_HAVE_OPENMP
-    int threads = a->num_threads > 0 ? a->num_threads : omp_get_max_threads();
-#else
-    int threads = 1;
-#endif
+    int threads = a->num_threads > 0 ? a->num_threads : ta_default_threads();
     if (threads > p->num_work) threads = (int)p->num_work;
     p->num_threads = threads > 0 ? threads : 1;
 
@@ -509,6 +507,8 @@ tileattn_status ta_backward_with(const tileattn_backward_args *args,
     if (st) return st;
     bwd_plan plan;
     plan_backward(args, kernels->scores, &plan);
+    const char *place_reason;
+    if ((st = ta_choose_placement(plan.num_threads, &plan.place_threads, &place_reason))) return st;
 
     /* Everything is allocated before anything is written. calloc leaves
      * the dQ groups' pages untouched until a tile adds to them. */
@@ -528,8 +528,11 @@ tileattn_status ta_backward_with(const tileattn_backward_args *args,
     int64_t heads = plan.batch * plan.heads_q, num_work = plan.num_work;
 
 #if TILEATTN_HAVE_OPENMP
+    int placed = ta_team_claim(plan.place_threads);
 #pragma omp parallel num_threads(plan.num_threads)
     {
+        ta_thread_binding binding;
+        ta_thread_bind(placed, omp_get_thread_num(), &binding);
 #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < heads; bh++)
             compute_delta(&run, delta, bh / plan.heads_q, bh % plan.heads_q);
@@ -541,7 +544,9 @@ tileattn_status ta_backward_with(const tileattn_backward_args *args,
 #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < heads; bh++)
             reduce_dq(&run, bh / plan.heads_q, bh % plan.heads_q);
+        ta_thread_unbind(&binding);
     }
+    ta_team_release(placed);
 #else
     for (int64_t bh = 0; bh < heads; bh++)
         compute_delta(&run, delta, bh / plan.heads_q, bh % plan.heads_q);

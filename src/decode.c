@@ -30,6 +30,7 @@
 #include "convert.h"
 #include "decode.h"
 #include "mask.h"
+#include "threads.h"
 #include "tileattn_config.h"
 
 #if TILEATTN_HAVE_OPENMP
@@ -514,8 +515,11 @@ static tileattn_status run_decode(const ta_decode_desc *d, const tileattn_decode
     int64_t appends = d->append ? d->batch * d->heads_kv : 0;
     int64_t items = d->num_work / d->num_splits;
 #if TILEATTN_HAVE_OPENMP
+    int placed = ta_team_claim(d->place_threads);
 #pragma omp parallel num_threads(d->num_threads)
     {
+        ta_thread_binding binding;
+        ta_thread_bind(placed, omp_get_thread_num(), &binding);
         workspace ws = carve_workspace(d, scratch + per_thread * (size_t)omp_get_thread_num());
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < appends; i++)
@@ -528,7 +532,9 @@ static tileattn_status run_decode(const ta_decode_desc *d, const tileattn_decode
             for (int64_t i = 0; i < items; i++)
                 merge_item(d, a, i, partials);
         }
+        ta_thread_unbind(&binding);
     }
+    ta_team_release(placed);
 #else
     workspace ws = carve_workspace(d, scratch);
     for (int64_t i = 0; i < appends; i++)

@@ -136,7 +136,9 @@ typedef struct ta_decode_desc {
     size_t workspace_floats; /* per thread, padded */
     size_t l1d_bytes, l2_bytes, l3_bytes;
     const char *split_reason;
-    int prefetch_next_tile; /* software prefetch of the next key tile */
+    int place_threads;        /* bind the team one thread per core (threads.h) */
+    const char *place_reason; /* why, or why not */
+    int prefetch_next_tile;   /* software prefetch of the next key tile */
     const char *prefetch_reason;
     const ta_decode_kernels *kernels;
 } ta_decode_desc;

@@ -26,6 +26,7 @@
 #include "decode.h"
 #include "dispatch.h"
 #include "plan_util.h"
+#include "threads.h"
 #include "topology.h"
 
 enum {
@@ -226,7 +227,7 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
     d->workspace_floats = ta_pad_floats(d->heads_per_item * rt * dk) +
                           d->heads_per_item * ta_pad_floats(rt * d->block_k) +
                           d->heads_per_item * ta_pad_floats(rt * (dv + 2));
-    return TILEATTN_OK;
+    return ta_choose_placement(d->num_threads, &d->place_threads, &d->place_reason);
 }
 
 static void append(char *buf, size_t len, size_t *used, const char *fmt, ...) {
@@ -275,6 +276,7 @@ tileattn_status tileattn_describe_decode(const tileattn_decode_args *args, char 
            "split-KV: %lld chunk(s) of up to %lld keys (%s); %lld work items on %d thread(s)\n",
            (long long)d.num_splits, (long long)d.split_keys, d.split_reason, (long long)d.num_work,
            d.num_threads);
+    append(buf, len, &used, "threads: %s\n", d.place_reason);
     append(buf, len, &used, "prefetch of the next key tile: %s (%s)\n",
            d.prefetch_next_tile ? "software" : "hardware only", d.prefetch_reason);
     return TILEATTN_OK;

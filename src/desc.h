@@ -57,9 +57,11 @@ typedef struct ta_desc {
     int64_t num_q_tiles; /* ceil(seqlen_q / block_q) */
     int64_t num_work;    /* batch * heads_q * num_q_tiles work items */
     int num_threads;
-    int gpu_engine;          /* CUDA: the kernel family (ta_cuda_engine, src/cuda/plan_cuda.h) */
-    size_t workspace_floats; /* per thread, padded to a cache line */
-    size_t l1d_bytes;        /* the cache sizes the tiles were derived from */
+    int place_threads;        /* bind the team one thread per core (threads.h) */
+    const char *place_reason; /* why, or why not */
+    int gpu_engine;           /* CUDA: the kernel family (ta_cuda_engine, src/cuda/plan_cuda.h) */
+    size_t workspace_floats;  /* per thread, padded to a cache line */
+    size_t l1d_bytes;         /* the cache sizes the tiles were derived from */
     size_t l2_bytes;
     size_t l3_bytes;
     const struct ta_ukernels *uk;

@@ -103,5 +103,6 @@ tileattn_status tileattn_describe_plan(const tileattn_forward_args *args, char *
            "%zu KiB workspace per thread\n",
            (long long)d.num_work, (long long)d.num_q_tiles, d.num_threads,
            d.workspace_floats * sizeof(float) / 1024);
+    append(buf, len, &used, "threads: %s\n", d.place_reason);
     return TILEATTN_OK;
 }

@@ -29,6 +29,7 @@
 #include "convert.h"
 #include "desc.h"
 #include "mask.h"
+#include "threads.h"
 #include "tileattn_config.h"
 #include "ukernel.h"
 
@@ -320,13 +321,18 @@ static tileattn_status run_forward(const ta_desc *d, const tileattn_forward_args
     if (!scratch) return TILEATTN_ERR_OUT_OF_MEMORY;
     int64_t num_work = d->num_work;
 #if TILEATTN_HAVE_OPENMP
+    int placed = ta_team_claim(d->place_threads);
 #pragma omp parallel num_threads(d->num_threads)
     {
+        ta_thread_binding binding;
+        ta_thread_bind(placed, omp_get_thread_num(), &binding);
         workspace ws = carve_workspace(d, scratch + per_thread * (size_t)omp_get_thread_num());
 #pragma omp for schedule(dynamic, 1)
         for (int64_t w = 0; w < num_work; w++)
             run_work_item(d, a, w, &ws);
+        ta_thread_unbind(&binding);
     }
+    ta_team_release(placed);
 #else
     workspace ws = carve_workspace(d, scratch);
     for (int64_t w = 0; w < num_work; w++)

@@ -9,6 +9,7 @@
 #include "desc.h"
 #include "dispatch.h"
 #include "plan_util.h"
+#include "threads.h"
 #include "tileattn_config.h"
 #include "topology.h"
 #include "ukernel.h"
@@ -109,5 +110,5 @@ tileattn_status ta_plan(const tileattn_forward_args *args, ta_desc *desc) {
     *desc = (ta_desc){0};
     ta_describe_problem(args, desc);
     plan_tiles(uk, args->num_threads, desc);
-    return TILEATTN_OK;
+    return ta_choose_placement(desc->num_threads, &desc->place_threads, &desc->place_reason);
 }

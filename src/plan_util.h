@@ -1,19 +1,13 @@
 /*
  * Small integer helpers the planners share (forward, backward, decode):
  * rounding tile sizes to register blocks, padding workspace carvings to a
- * cache line, and the thread count when the caller leaves it to OpenMP.
+ * cache line (the thread count when the caller leaves it: threads.h).
  */
 #ifndef TILEATTN_PLAN_UTIL_H
 #define TILEATTN_PLAN_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include "tileattn_config.h"
-
-#if TILEATTN_HAVE_OPENMP
-#include <omp.h>
-#endif
 
 enum { TA_CACHE_LINE_FLOATS = 16 }; /* 64 bytes */
 
@@ -30,13 +24,4 @@ static inline int64_t ta_clamp(int64_t x, int64_t lo, int64_t hi) {
 static inline size_t ta_pad_floats(int64_t n) {
     return (size_t)ta_round_up(n, TA_CACHE_LINE_FLOATS);
 }
-/* OpenMP's default team size (OMP_NUM_THREADS, else the cores), or 1. */
-static inline int ta_default_threads(void) {
-#if TILEATTN_HAVE_OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 #endif /* TILEATTN_PLAN_UTIL_H */

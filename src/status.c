@@ -18,8 +18,8 @@ const char *tileattn_status_string(tileattn_status status) {
         return "TILEATTN_ISA names an unknown instruction set (scalar, avx2, avx512, avx512bf16)";
     case TILEATTN_ERR_DEVICE: return "the GPU runtime failed (see tileattn_cuda_last_error_string)";
     case TILEATTN_ERR_BAD_ENV:
-        return "an environment variable has a value it does not take (TILEATTN_DECODE_PREFETCH: 0 "
-               "or 1)";
+        return "an environment variable has a value it does not take (TILEATTN_DECODE_PREFETCH "
+               "and TILEATTN_BIND_THREADS: 0 or 1)";
     }
     return "unknown status code";
 }

@@ -22,7 +22,11 @@ static ta_topology topology;
 static pthread_once_t topology_once = PTHREAD_ONCE_INIT;
 
 #if TILEATTN_HAVE_HWLOC
-/* The caches above the first core, and the core and PU counts. */
+/* Kept loaded for the life of the process: threads.c binds threads with it. */
+static hwloc_topology_t hwloc_topo;
+
+/* The caches above the first core, and the core and PU counts (of the
+ * cores this process may run on: hwloc leaves out the others). */
 static int read_hwloc(ta_topology *t) {
     hwloc_topology_t topo;
     if (hwloc_topology_init(&topo) != 0) return 0;
@@ -45,7 +49,7 @@ static int read_hwloc(ta_topology *t) {
     }
     t->cores = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
     t->pus = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
-    hwloc_topology_destroy(topo);
+    hwloc_topo = topo;
     return t->l1d_bytes && t->l2_bytes;
 }
 #endif
@@ -115,4 +119,13 @@ static void read_topology(void) {
 const ta_topology *ta_topology_get(void) {
     pthread_once(&topology_once, read_topology);
     return &topology;
+}
+
+void *ta_topology_hwloc(void) {
+    pthread_once(&topology_once, read_topology);
+#if TILEATTN_HAVE_HWLOC
+    return hwloc_topo;
+#else
+    return NULL;
+#endif
 }

@@ -16,4 +16,8 @@ typedef struct ta_topology {
 /* Read once (thread-safe), then cached for the life of the process. */
 const ta_topology *ta_topology_get(void);
 
+/* The loaded hwloc topology (an hwloc_topology_t) the numbers above came
+ * from, or NULL where hwloc is absent or did not answer. */
+void *ta_topology_hwloc(void);
+
 #endif /* TILEATTN_TOPOLOGY_H */

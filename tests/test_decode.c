@@ -786,6 +786,31 @@ Test(decode, prefetch_env) {
     free_problem(&p);
 }
 
+/* A bad TILEATTN_BIND_THREADS is refused before the append or O is written. */
+Test(decode, bind_env_refused) {
+    dcase c = base_case();
+    c.append = 1, c.sq = 2;
+    dproblem p;
+    make_problem(&c, &p);
+    int64_t rows = c.batch * c.sq * c.h;
+    size_t o_bytes = (size_t)(rows * p.dv) * 4;
+    unsigned char *o = th_alloc(o_bytes);
+    setenv("TILEATTN_BIND_THREADS", "on", 1);
+    dcaches w = copy_caches(&p, 1);
+    memset(o, 0xab, o_bytes);
+    tileattn_decode_args a = make_args(&p, &w, 1, o, NULL, 2);
+    cr_expect_eq(tileattn_decode(&a), TILEATTN_ERR_BAD_ENV);
+    for (size_t b = 0; b < o_bytes; b++)
+        cr_assert_eq(o[b], 0xab, "O written");
+    cr_assert(memcmp(w.k, p.kp, p.kp_bytes) == 0 && memcmp(w.v, p.vp, p.vp_bytes) == 0,
+              "the cache was appended to");
+    setenv("TILEATTN_BIND_THREADS", "0", 1);
+    cr_expect_eq(tileattn_decode(&a), TILEATTN_OK);
+    free_caches(&w);
+    th_free(o);
+    free_problem(&p);
+}
+
 /* Every bad table or length is refused before anything is written. */
 static void expect_refused(dproblem *p, void (*spoil)(tileattn_decode_args *, dproblem *),
                            tileattn_status want, const char *what) {
