@@ -308,6 +308,14 @@ static void prefetch_queue_issue(prefetch_queue *pq, int64_t lines) {
  * of the next tile's lines (see attend). */
 enum { PREFETCH_STEP_KEYS = 16 };
 
+/* One head's rows of `step` tokens: each token's row (its first head of the
+ * item) moved `shift` bytes on, to that head. */
+static void head_rows(const char *const *token_rows, int64_t step, ptrdiff_t shift,
+                      const void **rows) {
+    for (int64_t i = 0; i < step; i++)
+        rows[i] = token_rows[i] + shift;
+}
+
 /* Step 2 for one work item: each head's rows' unnormalised O, max and sum
  * go to acc, head after head (head_part_floats apart): rows x Dv, then the
  * rows' maxima, then their sums. */
@@ -384,9 +392,8 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
         for (int64_t c = 0; c < n; c += PREFETCH_STEP_KEYS) {
             int64_t step = n - c < PREFETCH_STEP_KEYS ? n - c : PREFETCH_STEP_KEYS;
             for (int64_t g = 0; g < t->heads; g++) {
-                ptrdiff_t k_shift = (ptrdiff_t)(g * a->k_cache.stride_h) * (ptrdiff_t)ces;
-                for (int64_t i = 0; i < step; i++)
-                    rows[i] = tile->k_rows[c + i] + k_shift;
+                head_rows(tile->k_rows + c, step,
+                          (ptrdiff_t)(g * a->k_cache.stride_h) * (ptrdiff_t)ces, rows);
                 prefetch_queue_issue(&pq, share);
                 k->qk(m, step, dk, ws->q + g * d->rows_per_tile * dk, dk, rows, d->cache_dtype,
                       ws->s + g * s_floats + c, bk);
@@ -410,9 +417,8 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
         for (int64_t c = 0; c < n; c += PREFETCH_STEP_KEYS) {
             int64_t step = n - c < PREFETCH_STEP_KEYS ? n - c : PREFETCH_STEP_KEYS;
             for (int64_t g = 0; g < t->heads; g++) {
-                ptrdiff_t v_shift = (ptrdiff_t)(g * a->v_cache.stride_h) * (ptrdiff_t)ces;
-                for (int64_t i = 0; i < step; i++)
-                    rows[i] = tile->v_rows[c + i] + v_shift;
+                head_rows(tile->v_rows + c, step,
+                          (ptrdiff_t)(g * a->v_cache.stride_h) * (ptrdiff_t)ces, rows);
                 prefetch_queue_issue(&pq, share);
                 k->pv(m, step, dv, ws->s + g * s_floats + c, bk, rows, d->cache_dtype,
                       acc + g * part, dv);
