@@ -20,8 +20,6 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "decode.h"
 #include "dispatch.h"
@@ -124,19 +122,19 @@ static int64_t choose_splits(int64_t items, int threads, int64_t longest_k, cons
  * of four runs) 16 threads read 0.82 in f32 without them against 0.67
  * with, bf16 0.67 against 0.60, while one thread of bf16 lost (0.45
  * against 0.55; f32 0.67 against 0.68). The rule is for the many-threaded
- * case that serving runs.
- * Other cores get the AMD choice. TILEATTN_DECODE_PREFETCH=0 or 1
- * decides instead (forced, if nonzero, before it). */
+ * case that serving runs. Cores of other vendors get the AMD choice. TILEATTN_DECODE_PREFETCH=0 or
+ * 1 decides instead (forced, if nonzero, before it). */
 static tileattn_status choose_prefetch(int forced, ta_decode_desc *d) {
     if (forced) {
         d->prefetch_next_tile = forced > 0;
         d->prefetch_reason = "forced";
         return TILEATTN_OK;
     }
-    const char *env = getenv("TILEATTN_DECODE_PREFETCH");
-    if (env && *env) {
-        if (strcmp(env, "0") != 0 && strcmp(env, "1") != 0) return TILEATTN_ERR_BAD_ENV;
-        d->prefetch_next_tile = env[0] == '1';
+    int asked;
+    tileattn_status st = ta_env_switch("TILEATTN_DECODE_PREFETCH", &asked);
+    if (st) return st;
+    if (asked >= 0) {
+        d->prefetch_next_tile = asked;
         d->prefetch_reason = "TILEATTN_DECODE_PREFETCH";
         return TILEATTN_OK;
     }

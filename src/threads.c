@@ -25,8 +25,8 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 
+#include "plan_util.h"
 #include "tileattn_config.h"
 #include "topology.h"
 
@@ -69,9 +69,9 @@ static int openmp_places_threads(void) {
 
 tileattn_status ta_choose_placement(int num_threads, int *place, const char **reason) {
     *place = 0;
-    const char *env = getenv("TILEATTN_BIND_THREADS");
-    if (env && *env && strcmp(env, "0") != 0 && strcmp(env, "1") != 0) return TILEATTN_ERR_BAD_ENV;
-    int asked = env && *env ? env[0] - '0' : -1; /* -1: the default */
+    int asked; /* -1: the default */
+    tileattn_status st = ta_env_switch("TILEATTN_BIND_THREADS", &asked);
+    if (st) return st;
     if (asked == 0) {
         *reason = "not bound (TILEATTN_BIND_THREADS=0)";
         return TILEATTN_OK;
