@@ -187,10 +187,10 @@ static work_item locate(const ta_decode_desc *d, const tileattn_decode_args *a, 
 }
 
 /* Softcap, ALiBi and the per-element mask on an m x n score tile of one KV
- * head, in the order the semantics define; only called when one of them
- * is active. */
+ * head (column c holds key key_pos[c]), in the order the semantics define;
+ * only called when one of them is active. */
 static void modify_scores(const ta_decode_desc *d, const tileattn_decode_args *a,
-                          const work_item *t, int64_t kv_head, int64_t j0, int64_t n,
+                          const work_item *t, int64_t kv_head, const int64_t *key_pos, int64_t n,
                           int per_element_mask, float *s, int64_t lds) {
     float cap = d->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
     for (int64_t r = 0; r < t->m; r++) {
@@ -199,7 +199,7 @@ static void modify_scores(const ta_decode_desc *d, const tileattn_decode_args *a
         float slope = d->has_alibi ? a->alibi_slopes[t->b * a->alibi_stride_b + h] : 0.0f;
         float *sr = s + r * lds;
         for (int64_t c = 0; c < n; c++) {
-            int64_t j = j0 + c;
+            int64_t j = key_pos[c];
             if (per_element_mask && !ta_key_visible(&t->win, i, j)) {
                 sr[c] = -INFINITY;
                 continue;
@@ -213,14 +213,29 @@ static void modify_scores(const ta_decode_desc *d, const tileattn_decode_args *a
 }
 
 /* The cache rows of keys [j0, j0 + n) for the item's first KV head (head g
- * of the item is g * stride_h elements further, paged or not), and the
- * index of their int8 scales (head g: + g). Walks the block table once per
- * block instead of dividing per key. */
+ * of the item is g * stride_h elements further, paged or not), the index
+ * of their int8 scales (head g: + g) and the key each column holds, in the
+ * plan's order (key_column). Walks the block table once per block instead
+ * of dividing per key. */
 typedef struct key_tile {
     int64_t j0, n;
     const char *k_rows[TA_DECODE_MAX_BLOCK_K], *v_rows[TA_DECODE_MAX_BLOCK_K];
     int64_t scale_index[TA_DECODE_MAX_BLOCK_K];
+    int64_t key_pos[TA_DECODE_MAX_BLOCK_K];
 } key_tile;
+
+/* The tile column of its u-th key (of n). With the plan's interleave P > 1
+ * (decode_plan.c's choose_key_interleave), a full group of P steps of keys
+ * u = k P + s (k < TA_DECODE_STEP_KEYS, s < P) goes to column
+ * s TA_DECODE_STEP_KEYS + k: step s of the group takes the slot-s token of
+ * each of its TA_DECODE_STEP_KEYS pages. The scores and probabilities
+ * follow the columns, so only the masks need the key (key_pos); keys
+ * after the last full group stay in order. */
+static int64_t key_column(int64_t u, int64_t n, int64_t interleave) {
+    int64_t group = interleave * TA_DECODE_STEP_KEYS, g0 = u / group * group;
+    if (interleave == 1 || g0 + group > n) return u;
+    return g0 + (u - g0) % interleave * TA_DECODE_STEP_KEYS + (u - g0) / interleave;
+}
 
 static void gather_rows(const ta_decode_desc *d, const tileattn_decode_args *a, const work_item *t,
                         int64_t j0, int64_t n, key_tile *tile) {
@@ -238,9 +253,11 @@ static void gather_rows(const ta_decode_desc *d, const tileattn_decode_args *a, 
         int64_t v_off = ta_cache_offset(a, &a->v_cache, t->b, pos, t->kv_head0);
         int64_t idx = int8 ? ta_cache_scale_index(a, t->b, pos, t->kv_head0) : 0;
         for (int64_t u = 0; u < run; u++, c++) {
-            tile->k_rows[c] = k_base + (ptrdiff_t)(k_off + u * a->k_cache.stride_s) * ces;
-            tile->v_rows[c] = v_base + (ptrdiff_t)(v_off + u * a->v_cache.stride_s) * ces;
-            tile->scale_index[c] = idx;
+            int64_t col = key_column(c, n, d->key_interleave);
+            tile->k_rows[col] = k_base + (ptrdiff_t)(k_off + u * a->k_cache.stride_s) * ces;
+            tile->v_rows[col] = v_base + (ptrdiff_t)(v_off + u * a->v_cache.stride_s) * ces;
+            tile->scale_index[col] = idx;
+            tile->key_pos[col] = j0 + c;
         }
     }
 }
@@ -304,10 +321,6 @@ static void prefetch_queue_issue(prefetch_queue *pq, int64_t lines) {
     pq->kv = kv, pq->key = key, pq->head = head, pq->off = off;
 }
 
-/* Keys per kernel call within a tile: each call is preceded by its share
- * of the next tile's lines (see attend). */
-enum { PREFETCH_STEP_KEYS = 16 };
-
 /* One head's rows of `step` tokens: each token's row (its first head of the
  * item) moved `shift` bytes on, to that head. */
 static void head_rows(const char *const *token_rows, int64_t step, ptrdiff_t shift,
@@ -335,6 +348,11 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
     }
 
     int64_t first = ta_first_key(&t->win, t->token0);
+    /* Tiles start on whole key groups, so that their tokens fall on pages
+     * as the key order assumes; the keys before `first` this brings in are
+     * masked on the first tile. */
+    int64_t group_keys = d->key_interleave * TA_DECODE_STEP_KEYS;
+    if (d->key_interleave > 1) first = first / group_keys * group_keys;
     int64_t last = ta_last_key(&t->win, t->token0 + t->tokens - 1);
     int64_t c0 = first + t->split * d->split_keys;
     int64_t c1 = c0 + d->split_keys - 1 < last ? c0 + d->split_keys - 1 : last;
@@ -372,7 +390,7 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
             gather_rows(d, a, t, j0 + bk, c1 + 1 - (j0 + bk) < bk ? c1 + 1 - (j0 + bk) : bk, next);
         /* Three phases over the item's heads (Q K^T for all, then the
          * softmax of each, then P V for all). The first and the last run
-         * on steps of PREFETCH_STEP_KEYS keys, every head on a step before
+         * on steps of TA_DECODE_STEP_KEYS keys, every head on a step before
          * the next step: the rows are read in address order (a token's
          * heads are adjacent in [.., token, head, dim]), the one stream
          * the hardware prefetchers follow; head after head over the whole
@@ -386,11 +404,11 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
          * a time. */
         prefetch_queue pq;
         prefetch_queue_init(&pq, d, a, t, d->prefetch_next_tile && next->j0 >= 0 ? next : NULL);
-        int64_t steps = 2 * t->heads * ((n + PREFETCH_STEP_KEYS - 1) / PREFETCH_STEP_KEYS);
+        int64_t steps = 2 * t->heads * ((n + TA_DECODE_STEP_KEYS - 1) / TA_DECODE_STEP_KEYS);
         int64_t share = (pq.lines + steps - 1) / steps;
         const void *rows[TA_DECODE_MAX_BLOCK_K];
-        for (int64_t c = 0; c < n; c += PREFETCH_STEP_KEYS) {
-            int64_t step = n - c < PREFETCH_STEP_KEYS ? n - c : PREFETCH_STEP_KEYS;
+        for (int64_t c = 0; c < n; c += TA_DECODE_STEP_KEYS) {
+            int64_t step = n - c < TA_DECODE_STEP_KEYS ? n - c : TA_DECODE_STEP_KEYS;
             for (int64_t g = 0; g < t->heads; g++) {
                 head_rows(tile->k_rows + c, step,
                           (ptrdiff_t)(g * a->k_cache.stride_h) * (ptrdiff_t)ces, rows);
@@ -407,15 +425,16 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
                     for (int64_t c = 0; c < n; c++)
                         s[r * bk + c] *= a->k_scales[tile->scale_index[c] + g];
             if (has_score_mods || kind == TA_TILE_PARTIAL)
-                modify_scores(d, a, t, t->kv_head0 + g, j0, n, kind == TA_TILE_PARTIAL, s, bk);
+                modify_scores(d, a, t, t->kv_head0 + g, tile->key_pos, n, kind == TA_TILE_PARTIAL,
+                              s, bk);
             k->softmax(m, n, s, bk, row_max, row_sum, o, dv, dv);
             if (int8) /* fold V's scale into the weights; row_sum keeps the plain ones */
                 for (int64_t r = 0; r < m; r++)
                     for (int64_t c = 0; c < n; c++)
                         s[r * bk + c] *= a->v_scales[tile->scale_index[c] + g];
         }
-        for (int64_t c = 0; c < n; c += PREFETCH_STEP_KEYS) {
-            int64_t step = n - c < PREFETCH_STEP_KEYS ? n - c : PREFETCH_STEP_KEYS;
+        for (int64_t c = 0; c < n; c += TA_DECODE_STEP_KEYS) {
+            int64_t step = n - c < TA_DECODE_STEP_KEYS ? n - c : TA_DECODE_STEP_KEYS;
             for (int64_t g = 0; g < t->heads; g++) {
                 head_rows(tile->v_rows + c, step,
                           (ptrdiff_t)(g * a->v_cache.stride_h) * (ptrdiff_t)ces, rows);

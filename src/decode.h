@@ -30,6 +30,14 @@
  * arrays the driver keeps on the stack. */
 #define TA_DECODE_MAX_BLOCK_K 64
 
+/* Keys per kernel call within a tile: the driver runs every head of the
+ * work item on one step before the next step (decode.c). */
+#define TA_DECODE_STEP_KEYS 16
+
+/* The span the hardware prefetchers track a stream in: none crosses a
+ * 4 KiB page. */
+#define TA_DECODE_PAGE_BYTES 4096
+
 /* Runs CALL(dt) with dt the cache dtype as a compile-time constant, so
  * that an always_inline kernel body is compiled once per dtype, with the
  * conversion inside its vector loop and no branch there. */
@@ -128,10 +136,12 @@ typedef struct ta_decode_desc {
     int64_t num_row_tiles;
     int64_t heads_per_item;  /* KV heads one work item attends for together */
     int64_t num_head_groups; /* ceil(Hk / heads_per_item) */
-    int64_t block_k;         /* keys per tile, from L2 */
-    int64_t num_splits;      /* split-KV chunks per (b, head group, row tile) */
-    int64_t split_keys;      /* keys per chunk, a multiple of block_k */
-    int64_t num_work;        /* batch * num_head_groups * num_row_tiles * num_splits */
+    int64_t block_k;         /* keys per tile, from L2; a multiple of the key group */
+    int64_t key_interleave;  /* P: tokens taken one per page in a step (1: key order) */
+    const char *key_order_reason;
+    int64_t num_splits; /* split-KV chunks per (b, head group, row tile) */
+    int64_t split_keys; /* keys per chunk, a multiple of block_k */
+    int64_t num_work;   /* batch * num_head_groups * num_row_tiles * num_splits */
     int num_threads;
     size_t workspace_floats; /* per thread, padded */
     size_t l1d_bytes, l2_bytes, l3_bytes;

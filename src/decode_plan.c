@@ -44,6 +44,47 @@ enum {
  * (bfloat16) less per second than 16 chunks on the 16-core Xeon. */
 #define SPLIT_EFFICIENCY 0.95
 
+/* The order of the keys within a tile. A step (TA_DECODE_STEP_KEYS keys)
+ * reads one head's rows of its tokens, then the next head's rows of the
+ * same tokens. In the usual [.., token, head, dim] layout, where a token's
+ * heads take less than a 4 KiB page, consecutive tokens share one, and in
+ * key order a step walks each page back and forth (token a's head 0, token
+ * a + 1's head 0, then token a's head 1, ...): the L2 streamer, which
+ * follows an ascending stream within a page, prefetches little of it.
+ * Taking a step's tokens one per page instead - the slot-s token of
+ * TA_DECODE_STEP_KEYS consecutive pages, then slot s + 1 on the next step -
+ * reads every page in ascending order, head after head. On a 2-core Ice
+ * Lake (`tileattn bench --decode`: B = 1 x 32k tokens, Hk = 8, D = 128,
+ * bfloat16 2 KiB per token, two per page; medians of 9 and 5 runs
+ * alternating with key order), bfloat16 read 0.66 -> 0.80 of the read
+ * bandwidth on two threads (paged by 16: 0.54 -> 0.78) and 0.59 -> 0.78 on
+ * one (docs/perf/icelake-2core-bench-decode-key-order.txt); float32 (a
+ * page per token) stays in key order. The order changes the order of the
+ * sums, so it is set by the shapes (the bytes of a token's heads of the
+ * item, as that layout stores them), never by the strides: paged,
+ * contiguous and any strided view give bitwise the same results. Returns
+ * P, the tokens per page, at most TA_DECODE_MAX_BLOCK_K /
+ * TA_DECODE_STEP_KEYS (the order is decode.c's key_column). */
+static int64_t choose_key_interleave(const ta_decode_desc *d, const char **reason) {
+    int64_t token_bytes =
+        d->heads_per_item * d->head_dim * (int64_t)ta_cache_dtype_size(d->cache_dtype);
+    if (d->heads_per_item < 2) {
+        *reason = "in key order (one KV head per item reads each page once, in order)";
+        return 1;
+    }
+    if (token_bytes >= TA_DECODE_PAGE_BYTES || TA_DECODE_PAGE_BYTES % token_bytes != 0) {
+        *reason = token_bytes >= TA_DECODE_PAGE_BYTES
+                      ? "in key order (a token's heads fill a page)"
+                      : "in key order (a token's heads do not divide a page)";
+        return 1;
+    }
+    *reason = "one token per 4 KiB page in each step, so that every page is read in "
+              "ascending order";
+    int64_t p = TA_DECODE_PAGE_BYTES / token_bytes;
+    int64_t most = TA_DECODE_MAX_BLOCK_K / TA_DECODE_STEP_KEYS;
+    return p < most ? p : most;
+}
+
 static void describe_problem(const tileattn_decode_args *a, ta_decode_desc *d) {
     d->batch = a->batch;
     d->seqlen_new = a->seqlen_new;
@@ -206,7 +247,11 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
      * the 2 x L1d tiles before (24 bf16 keys, 8 f32) in one call per head;
      * 128 keys lost on 16 threads. */
     int64_t tile_keys = (int64_t)(topo->l2_bytes / 4) / (row_bytes * d->heads_per_item) / 16 * 16;
-    d->block_k = ta_clamp(tile_keys, 16, TA_DECODE_MAX_BLOCK_K);
+    d->key_interleave = choose_key_interleave(d, &d->key_order_reason);
+    /* Whole key groups per tile, so that every full tile is read in page order. */
+    int64_t group_keys = d->key_interleave * TA_DECODE_STEP_KEYS;
+    d->block_k = ta_round_down(ta_clamp(tile_keys, 16, TA_DECODE_MAX_BLOCK_K), group_keys);
+    if (d->block_k < group_keys) d->block_k = group_keys;
 
     d->num_threads = args->num_threads > 0 ? args->num_threads : ta_default_threads();
     int64_t items = d->batch * d->num_head_groups * d->num_row_tiles;
@@ -274,6 +319,11 @@ tileattn_status tileattn_describe_decode(const tileattn_decode_args *args, char 
            "split-KV: %lld chunk(s) of up to %lld keys (%s); %lld work items on %d thread(s)\n",
            (long long)d.num_splits, (long long)d.split_keys, d.split_reason, (long long)d.num_work,
            d.num_threads);
+    if (d.key_interleave > 1)
+        append(buf, len, &used, "keys in a tile: groups of %lld steps of %d tokens, %s\n",
+               (long long)d.key_interleave, TA_DECODE_STEP_KEYS, d.key_order_reason);
+    else
+        append(buf, len, &used, "keys in a tile: %s\n", d.key_order_reason);
     append(buf, len, &used, "threads: %s\n", d.place_reason);
     append(buf, len, &used, "prefetch of the next key tile: %s (%s)\n",
            d.prefetch_next_tile ? "software" : "hardware only", d.prefetch_reason);

@@ -725,6 +725,65 @@ Test(decode, planner_splits_for_idle_threads) {
     free_caches(&w), th_free(o), free_problem(&p);
 }
 
+/* The key order within a tile (decode_plan.c's choose_key_interleave):
+ * tokens taken one per 4 KiB page where a token's heads of a work item
+ * take a divisor of a page, key order otherwise; tiles hold whole groups.
+ * It is set by the shapes alone (paged and contiguous agree), and the runs
+ * above cover it: base_case's float32, Hk = 2, D = 64 takes 512 bytes per
+ * token, P = 8 capped at 4, a group of 64 keys, and masks whose first key
+ * is not on a group. */
+Test(decode, key_order_by_page) {
+    dcase c = base_case();
+    dproblem p;
+    make_problem(&c, &p);
+    struct {
+        tileattn_cache_dtype dtype;
+        int64_t hk, d, interleave;
+    } want[] = {{TILEATTN_CACHE_F32, 2, 64, 4},
+                {TILEATTN_CACHE_BF16, 8, 128, 2},
+                {TILEATTN_CACHE_F32, 8, 128, 1},
+                {TILEATTN_CACHE_INT8, 8, 128, 4},
+                {TILEATTN_CACHE_F16, 2, 48, 1} /* 192 bytes: not a divisor of a page */};
+    for (int paged = 0; paged < 2; paged++)
+        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+            dcaches w = copy_caches(&p, paged);
+            void *o = th_alloc((size_t)(c.batch * c.h * c.d) * 4);
+            tileattn_decode_args a = make_args(&p, &w, paged, o, NULL, 1);
+            /* Only the plan is made: the shapes need not match the data. */
+            a.cache_dtype = want[i].dtype, a.heads_kv = want[i].hk, a.heads_q = 4 * want[i].hk;
+            a.head_dim = want[i].d, a.head_dim_v = want[i].d;
+            int64_t es = (int64_t)ta_cache_dtype_size(want[i].dtype);
+            a.k_cache.stride_h = a.v_cache.stride_h = want[i].d;
+            a.k_cache.stride_s = a.v_cache.stride_s = want[i].hk * want[i].d;
+            int64_t tokens = paged ? a.block_size : a.max_seqlen_cache;
+            a.k_cache.stride_b = a.v_cache.stride_b = tokens * want[i].hk * want[i].d;
+            a.q.stride_h = a.o.stride_h = want[i].d,
+            a.q.stride_s = a.o.stride_s = a.heads_q * want[i].d;
+            a.q.stride_b = a.o.stride_b = a.q.stride_s;
+            a.k_scales = a.v_scales = want[i].dtype == TILEATTN_CACHE_INT8 ? p.kcs : NULL;
+            ta_decode_overrides all_heads = {1, want[i].hk, 0};
+            ta_decode_desc d;
+            tileattn_status st = ta_plan_decode(&a, &all_heads, NULL, &d);
+            cr_assert_eq(st, TILEATTN_OK, "case %zu: %s", i, tileattn_status_string(st));
+            cr_assert_eq(d.key_interleave, want[i].interleave,
+                         "case %zu (%lld-byte tokens, %s): interleave %lld, want %lld", i,
+                         (long long)(want[i].hk * want[i].d * es), paged ? "paged" : "contiguous",
+                         (long long)d.key_interleave, (long long)want[i].interleave);
+            cr_assert(d.block_k % (d.key_interleave * TA_DECODE_STEP_KEYS) == 0,
+                      "case %zu: key tile %lld holds no whole groups", i, (long long)d.block_k);
+            char buf[2048];
+            cr_assert_eq(tileattn_describe_decode(&a, buf, sizeof buf), TILEATTN_OK);
+            cr_assert(strstr(buf, want[i].interleave > 1 ? "ascending" : "in key order") != NULL,
+                      "case %zu: %s", i, buf);
+            /* One KV head per item reads each page once: key order. */
+            ta_decode_overrides one_head = {1, 1, 0};
+            cr_assert_eq(ta_plan_decode(&a, &one_head, NULL, &d), TILEATTN_OK);
+            cr_assert_eq(d.key_interleave, 1);
+            free_caches(&w), th_free(o);
+        }
+    free_problem(&p);
+}
+
 /* TILEATTN_DECODE_PREFETCH picks the prefetch path (each test runs in a
  * process of its own), the result is the same bit for bit either way, and
  * any other value is refused before anything is written. */
