@@ -3,10 +3,11 @@
  * defaults when neither answers. The tiles are sized from these numbers,
  * so L1/L2 play the role of a GPU's shared memory.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "topology.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,10 +92,57 @@ static int read_sysfs(ta_topology *t) {
         else if (level == 3)
             t->l3_bytes = size;
     }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    t->pus = n > 0 ? (int)n : 1;
-    t->cores = t->pus;
+    /* The CPUs this process may run on, as hwloc counts them. */
+    int cpus[CPU_SETSIZE];
+    int n = 0;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+        for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+            if (CPU_ISSET(cpu, &allowed)) cpus[n++] = cpu;
+    }
+    if (n == 0) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        t->pus = online > 0 ? (int)online : 1;
+        t->cores = t->pus;
+    } else {
+        int cores = ta_sysfs_count_cores("/sys/devices/system/cpu", cpus, n);
+        t->pus = n;
+        t->cores = cores > 0 ? cores : n; /* unknown: a core per hardware thread */
+    }
     return t->l1d_bytes && t->l2_bytes;
+}
+
+/* Reads one non-negative integer from dir/cpuN/topology/name, or -1. */
+static long read_cpu_topology(const char *dir, int cpu, const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/cpu%d/topology/%s", dir, cpu, name);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long v = -1;
+    if (fscanf(f, "%ld", &v) != 1) v = -1;
+    fclose(f);
+    return v;
+}
+
+int ta_sysfs_count_cores(const char *cpu_dir, const int *cpus, int n) {
+    /* The hardware threads of a core share its (package, core id). */
+    long(*seen)[2] = malloc((size_t)(n > 0 ? n : 1) * sizeof *seen);
+    if (!seen) return 0;
+    int cores = 0;
+    for (int i = 0; i < n; i++) {
+        long package = read_cpu_topology(cpu_dir, cpus[i], "physical_package_id");
+        long core = read_cpu_topology(cpu_dir, cpus[i], "core_id");
+        if (package < 0 || core < 0) {
+            cores = 0;
+            break;
+        }
+        int known = 0;
+        for (int k = 0; k < cores && !known; k++)
+            known = seen[k][0] == package && seen[k][1] == core;
+        if (!known) seen[cores][0] = package, seen[cores][1] = core, cores++;
+    }
+    free(seen);
+    return cores;
 }
 
 static void read_topology(void) {

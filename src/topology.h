@@ -20,4 +20,10 @@ const ta_topology *ta_topology_get(void);
  * from, or NULL where hwloc is absent or did not answer. */
 void *ta_topology_hwloc(void);
 
+/* The sysfs fallback's core count: the distinct (physical_package_id,
+ * core_id) pairs of cpu_dir/cpuN/topology for the n CPUs listed (the
+ * hardware threads of one core share a pair). 0 when a CPU's files are
+ * missing or unreadable. cpu_dir is /sys/devices/system/cpu but for tests. */
+int ta_sysfs_count_cores(const char *cpu_dir, const int *cpus, int n);
+
 #endif /* TILEATTN_TOPOLOGY_H */

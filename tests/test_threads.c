@@ -9,8 +9,10 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "helpers.h"
 #include "threads.h"
@@ -28,6 +30,57 @@ static cpu_set_t affinity(void) {
     cr_assert_eq(sched_getaffinity(0, sizeof set, &set), 0);
     return set;
 }
+
+/* Writes value into dir/cpuN/topology/name, creating the directories. */
+static void write_fake_topology(const char *dir, int cpu, const char *name, int value) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/cpu%d", dir, cpu);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/cpu%d/topology", dir, cpu);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/cpu%d/topology/%s", dir, cpu, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f != NULL, "%s", path);
+    fprintf(f, "%d\n", value);
+    fclose(f);
+}
+
+/* The sysfs fallback counts cores, not hardware threads: two threads of a
+ * core share (package, core id), and the same core id in two packages is
+ * two cores. */
+Test(threads, sysfs_fallback_counts_cores) {
+    char dir[] = "/tmp/tileattn-sysfs-XXXXXX";
+    cr_assert(mkdtemp(dir) != NULL);
+    int package[5] = {0, 0, 1, 1, 1}, core[5] = {0, 0, 0, 1, 1};
+    for (int cpu = 0; cpu < 5; cpu++) {
+        write_fake_topology(dir, cpu, "physical_package_id", package[cpu]);
+        write_fake_topology(dir, cpu, "core_id", core[cpu]);
+    }
+    int all[5] = {0, 1, 2, 3, 4}, one_each[2] = {1, 3}, smt_pair[2] = {0, 1};
+    cr_expect_eq(ta_sysfs_count_cores(dir, all, 5), 3);
+    cr_expect_eq(ta_sysfs_count_cores(dir, one_each, 2), 2);
+    cr_expect_eq(ta_sysfs_count_cores(dir, smt_pair, 2), 1);
+    int missing[2] = {0, 7}; /* no cpu7: unknown, not a guess */
+    cr_expect_eq(ta_sysfs_count_cores(dir, missing, 2), 0);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+#if TILEATTN_HAVE_HWLOC
+/* On this machine, the fallback agrees with hwloc about the cores this
+ * process may run on (where sysfs has topology files). */
+Test(threads, sysfs_cores_match_hwloc) {
+    cpu_set_t set = affinity();
+    int cpus[CPU_SETSIZE], n = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET(cpu, &set)) cpus[n++] = cpu;
+    int cores = ta_sysfs_count_cores("/sys/devices/system/cpu", cpus, n);
+    if (cores == 0) cr_skip_test("no sysfs topology files here");
+    cr_expect_eq(ta_topology_get()->cores, cores, "hwloc %d cores, sysfs %d",
+                 ta_topology_get()->cores, cores);
+}
+#endif
 
 Test(threads, default_count_rule) {
     /* OMP_NUM_THREADS set: OpenMP's count, whatever the cores. */
