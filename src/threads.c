@@ -52,6 +52,7 @@ int ta_default_threads(void) {
 #endif
 }
 
+#if TILEATTN_HAVE_OPENMP && TILEATTN_HAVE_HWLOC
 /* Whether OpenMP was told where to put its threads. */
 static int openmp_places_threads(void) {
     static const char *const vars[] = {"OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY",
@@ -60,12 +61,9 @@ static int openmp_places_threads(void) {
         const char *v = getenv(vars[i]);
         if (v && *v) return 1;
     }
-#if TILEATTN_HAVE_OPENMP
     return omp_get_proc_bind() != omp_proc_bind_false;
-#else
-    return 0;
-#endif
 }
+#endif
 
 tileattn_status ta_choose_placement(int num_threads, int *place, const char **reason) {
     *place = 0;

@@ -22,3 +22,12 @@ setup build-asan -Dtests=enabled -Dbuildtype=debugoptimized -Db_sanitize=address
   -Db_lundef=false
 ninja -C build-asan
 meson test -C build-asan --print-errorlogs --num-processes "$jobs" --timeout-multiplier 4
+
+# Without hwloc (the sysfs fallback for caches and cores; threads are never
+# bound): the API, unit and decoding suites, so that this configuration
+# keeps building and its fallbacks stay tested.
+unset ASAN_OPTIONS UBSAN_OPTIONS
+setup build-nohwloc -Dtests=enabled -Dhwloc=disabled
+ninja -C build-nohwloc
+meson test -C build-nohwloc --print-errorlogs --num-processes "$jobs" --suite api --suite unit \
+  --suite decode
