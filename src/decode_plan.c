@@ -72,10 +72,12 @@ static int64_t choose_key_interleave(const ta_decode_desc *d, const char **reaso
         *reason = "in key order (one KV head per item reads each page once, in order)";
         return 1;
     }
-    if (token_bytes >= TA_DECODE_PAGE_BYTES || TA_DECODE_PAGE_BYTES % token_bytes != 0) {
-        *reason = token_bytes >= TA_DECODE_PAGE_BYTES
-                      ? "in key order (a token's heads fill a page)"
-                      : "in key order (a token's heads do not divide a page)";
+    if (token_bytes >= TA_DECODE_PAGE_BYTES) {
+        *reason = "in key order (a token's heads fill a page)";
+        return 1;
+    }
+    if (TA_DECODE_PAGE_BYTES % token_bytes != 0) {
+        *reason = "in key order (a token's heads do not divide a page)";
         return 1;
     }
     *reason = "one token per 4 KiB page in each step, so that every page is read in "
@@ -250,8 +252,7 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
     d->key_interleave = choose_key_interleave(d, &d->key_order_reason);
     /* Whole key groups per tile, so that every full tile is read in page order. */
     int64_t group_keys = d->key_interleave * TA_DECODE_STEP_KEYS;
-    d->block_k = ta_round_down(ta_clamp(tile_keys, 16, TA_DECODE_MAX_BLOCK_K), group_keys);
-    if (d->block_k < group_keys) d->block_k = group_keys;
+    d->block_k = ta_clamp(ta_round_down(tile_keys, group_keys), group_keys, TA_DECODE_MAX_BLOCK_K);
 
     d->num_threads = args->num_threads > 0 ? args->num_threads : ta_default_threads();
     int64_t items = d->batch * d->num_head_groups * d->num_row_tiles;
