@@ -265,6 +265,22 @@ def time_median(fn, warmup, repeats):
     return statistics.median(times), min(times)
 
 
+def time_median_interleaved(fns, warmup, repeats):
+    """time_median for several functions whose timed calls alternate
+    (f0, f1, ..., f0, f1, ...) after each one's warm-up: on a shared machine
+    a slow spell then falls on every side. One (median, best) per function."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, t in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - t0)
+    return [(statistics.median(t), min(t)) for t in times]
+
+
 def int_list(s):
     return [int(x) for x in s.split(",") if x]
 

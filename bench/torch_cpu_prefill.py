@@ -6,7 +6,8 @@ What it measures
     its flash kernel (torch.nn.attention.sdpa_kernel(SDPBackend.FLASH_ATTENTION)),
     and of tileattn_forward (libtileattn.so through ctypes), in ONE process, on
     the SAME input memory, with the SAME thread count, timed the same way: the
-    median wall time of --repeats calls after --warmup calls
+    median wall time of --repeats calls after --warmup calls, one library's
+    calls after the other's or, with --interleave, alternating
     (time.perf_counter around one call; PyTorch allocates its output inside
     the call, tileattn writes into a preallocated one - that is their APIs).
     Points (the README's table): B=1, H=16 at several threads and H=2 at one
@@ -64,7 +65,8 @@ from torch_common import (  # noqa: E402  (after the path is set)
     TILEATTN_P_FLOAT32, TILEATTN_P_INPUT_DTYPE,
     TOLERANCE_TEXT, F, TaForwardArgs, TaTensor, TaTensorOut, check_status, check_struct_size,
     compare, cpu_info, dtype_list, int_list, load_library, print_machine, print_markdown,
-    print_table, sdpa_context, ta_view, time_median, torch, write_csv)
+    print_table, sdpa_context, ta_view, time_median, time_median_interleaved, torch,
+    write_csv)
 
 def make_inputs(shape_bshd, layout, dtype, gen, scale=1.0):
     """N(0,1)*scale data of logical shape [B, S, H, D] stored in `layout`;
@@ -194,11 +196,15 @@ def run_point(lib, sdpa_ctx, opts, threads, heads, seqlen, d, dtype, causal):
         if status != TILEATTN_OK:
             check_status(lib, status, "tileattn_forward")
 
-    # PyTorch first, then tileattn, each with its own warm-up: the runs are
-    # not interleaved, so neither sees the other's caches or idle threads.
     with sdpa_ctx():  # sets global flags only: kept out of the timed calls
-        t_torch, best_torch = time_median(run_torch, opts.warmup, opts.repeats)
-    t_ta, best_ta = time_median(run_tileattn, opts.warmup, opts.repeats)
+        if opts.interleave:
+            (t_torch, best_torch), (t_ta, best_ta) = time_median_interleaved(
+                [run_torch, run_tileattn], opts.warmup, opts.repeats)
+        else:
+            # PyTorch first, then tileattn, each with its own warm-up, so
+            # neither sees the other's caches or idle threads.
+            t_torch, best_torch = time_median(run_torch, opts.warmup, opts.repeats)
+            t_ta, best_ta = time_median(run_tileattn, opts.warmup, opts.repeats)
     diff, tol = compare(o, result["o"].transpose(1, 2))
 
     flops = 4.0 * b * heads * seqlen * seqlen * d * (0.5 if causal else 1.0)
@@ -233,6 +239,9 @@ def main():
     p.add_argument("--causal", choices=["both", "yes", "no"], default="both")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per point (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
+    p.add_argument("--interleave", action="store_true",
+                   help="alternate the timed calls (torch, tileattn, torch, ...) so that a slow "
+                        "spell of a shared machine falls on both sides of a ratio")
     p.add_argument("--layout", choices=["bshd", "bhsd"], default="bshd",
                    help="memory layout both libraries read (default bshd)")
     p.add_argument("--torch-backend", choices=["flash", "any", "math"], default="flash",
@@ -251,7 +260,8 @@ def main():
     sdpa_ctx, backend_label = sdpa_context(opts.torch_backend)
     print_machine(lib, opts.threads)
     print(f"method  : prefill Sq=Sk, B={opts.batch}, layout {opts.layout}; torch SDPA backend "
-          f"{backend_label}; median of {opts.repeats} after {opts.warmup} warm-up; "
+          f"{backend_label}; median of {opts.repeats} after {opts.warmup} warm-up"
+          f"{', calls interleaved' if opts.interleave else ''}; "
           f"GFLOP/s = 4*B*H*S*S*D/t (halved when causal); tileattn's P in P.V: "
           f"{'input dtype allowed' if opts.p_input_dtype else 'float32'}")
     self_check(lib, opts.layout)
