@@ -12,10 +12,12 @@
  * scale multiplies S once, in float32, when the tiles are stored.
  *
  * Layouts:
- *   Q rows:  bfloat16, row r at q + r * ldq floats (ta_load_rows_x16_scalar);
- *            each 32-row block is copied here into a zero-padded buffer of
- *            32 rows x 32 steps-worth of columns, so edge rows and columns
- *            past d read zeros, never a neighbour's bytes;
+ *   Q rows:  bfloat16, row r at q + r * ldq floats (ta_load_rows_x16_scalar),
+ *            zero past d up to 2 ldq elements; a full block of 32 rows is
+ *            read in place when its steps' columns fit in those, any other
+ *            copied into a zero-padded buffer of 32 rows x 32 steps-worth
+ *            of columns, so edge rows and columns past d read zeros, never
+ *            a neighbour's bytes;
  *   K panel: [ceil(n/32)][16 * steps][32 keys][2] bfloat16, steps =
  *            ceil(d / 32): for each pair of head-dim columns, the 32 keys'
  *            pairs (one 32-bit word per key), zero past n and past d
@@ -48,9 +50,15 @@ void ta_qk_bf16_32x32_amx(int64_t m, int64_t n, int64_t d, const float *q, int64
     ta_amx_configure_16x16_tiles();
     for (int64_t i = 0; i < m; i += MR) {
         int64_t rows = m - i < MR ? m - i : MR;
-        memset(qblock, 0, (size_t)(MR * qcols) * sizeof(uint16_t));
-        for (int64_t r = 0; r < rows; r++)
-            memcpy(qblock + r * qcols, q + (i + r) * ldq, (size_t)d * sizeof(uint16_t));
+        const uint16_t *qa = (const uint16_t *)(q + i * ldq);
+        int64_t q_ld = 2 * ldq; /* bf16 per row of the A tiles' source */
+        if (rows < MR || qcols > q_ld) {
+            memset(qblock, 0, (size_t)(MR * qcols) * sizeof(uint16_t));
+            for (int64_t r = 0; r < rows; r++)
+                memcpy(qblock + r * qcols, q + (i + r) * ldq, (size_t)d * sizeof(uint16_t));
+            qa = qblock;
+            q_ld = qcols;
+        }
         for (int64_t j = 0; j < n; j += NR) {
             const uint32_t *kp = (const uint32_t *)(k_panel + j * pairs);
             _tile_zero(0);
@@ -58,8 +66,8 @@ void ta_qk_bf16_32x32_amx(int64_t m, int64_t n, int64_t d, const float *q, int64
             _tile_zero(2);
             _tile_zero(3);
             for (int64_t st = 0; st < steps; st++) {
-                _tile_loadd(4, qblock + st * KSTEP, qcols * 2);
-                _tile_loadd(5, qblock + 16 * qcols + st * KSTEP, qcols * 2);
+                _tile_loadd(4, qa + st * KSTEP, q_ld * 2);
+                _tile_loadd(5, qa + 16 * q_ld + st * KSTEP, q_ld * 2);
                 _tile_loadd(6, kp + st * 16 * NR, NR * 4);
                 _tile_loadd(7, kp + st * 16 * NR + 16, NR * 4);
                 _tile_dpbf16ps(0, 4, 6);
