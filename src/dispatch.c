@@ -129,9 +129,11 @@ typedef struct candidate {
 
 #if TILEATTN_HAVE_X86_SIMD
 #if TILEATTN_HAVE_X86_AMX
+/* AVX512_BF16 too: its P-rounding twin's softmax converts with it (every
+ * AMX-BF16 CPU so far has it). */
 static int runs_amx(const ta_cpu_features *f) {
     return f->amx_tile && f->amx_bf16 && f->amx_granted && f->avx512f && f->avx512bw &&
-           f->avx512vl && f->avx512dq;
+           f->avx512vl && f->avx512dq && f->avx512_bf16;
 }
 #endif
 static int runs_avx512bf16(const ta_cpu_features *f) {

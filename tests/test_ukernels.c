@@ -28,7 +28,9 @@
  *   pv: |O - O_exact| <= gamma_(n+1) * (|O_in| + sum_j |p_j v_j|), likewise.
  *   softmax: a vector exp may be off by a few ULP: each P and alpha gets a
  *       relative 2^-21 (4 ULP) plus u |x| for the rounding of its argument
- *       x = S - max; row_sum adds gamma_(n+2) of its terms; row_max is exact;
+ *       x = S - max; 2^-18 with p_bf16, whose exp is vf_exp_for_bf16 (its
+ *       stated bound: P is rounded to 2^-8 next); row_sum adds
+ *       gamma_(n+2) of its terms; row_max is exact;
  *       masked (-inf) entries give exactly 0. Results below EXP_ABS = 2^-100
  *       may flush to 0: every row holds a P = 1 (its max), so such a term is
  *       2^-76 of one ULP of the row sum (a vector exp typically flushes at
@@ -403,6 +405,11 @@ Test(unit, ukernel_pack_v_pv) {
 
 /* --- softmax ----------------------------------------------------------- */
 
+/* The relative error the softmax's exp may add (see the header). */
+static double softmax_exp_rel(const ta_ukernels *uk) {
+    return uk->p_bf16 ? 0x1.0p-18 : 0x1.0p-21;
+}
+
 /* P[i][j] as softmax left it: a float, or with p_bf16 a bfloat16 in the
  * first half of the row. */
 static float p_at(const ta_ukernels *uk, const float *s, int64_t lds, int64_t i, int64_t j) {
@@ -455,7 +462,7 @@ static int run_softmax(const ta_ukernels *uk, th_rng *rng, int64_t m, int64_t n,
              guards_intact(o, (size_t)(m * ldo)) && gaps_intact(o, m, dv, ldo) &&
              guards_intact(row_max, (size_t)m) && guards_intact(row_sum, (size_t)m);
     const char *why = ok ? NULL : "a write outside S, O, row_max or row_sum";
-    const double u = 0x1.0p-24, exp_rel = 0x1.0p-21, tiny = EXP_ABS;
+    const double u = 0x1.0p-24, exp_rel = softmax_exp_rel(uk), tiny = EXP_ABS;
     /* p_bf16: P rounded to bfloat16 (to nearest: a relative 2^-8 more). */
     const double p_round = uk->p_bf16 ? 0x1.0p-8 : 0.0;
     int64_t fi = -1, fj = -1;
@@ -550,8 +557,9 @@ Test(unit, ukernel_softmax) {
 }
 
 /* The exp used by softmax, over its whole useful range: exp(x) for x in
- * [-104, 0] (the arguments S - max take) must be within 4 ULP, or within
- * EXP_ABS absolutely (flushing tiny values to 0 is allowed). */
+ * [-104, 0] (the arguments S - max take) must be within 4 ULP (2^-18 and
+ * the rounding to bfloat16 with p_bf16), or within EXP_ABS absolutely
+ * (flushing tiny values to 0 is allowed). */
 Test(unit, ukernel_softmax_exp_range) {
     load_tables();
     int bad = 0;
@@ -570,7 +578,7 @@ Test(unit, ukernel_softmax_exp_range) {
             for (int j = 1; j < N; j++) {
                 double x = in[j];
                 double want = exp(x);
-                double tol = want * (0x1.0p-21 + (uk->p_bf16 ? 0x1.0p-8 : 0.0)) + EXP_ABS;
+                double tol = want * (softmax_exp_rel(uk) + (uk->p_bf16 ? 0x1.0p-8 : 0.0)) + EXP_ABS;
                 double got = p_at(uk, s, N, 0, j);
                 if (!(fabs(got - want) <= tol))
                     FAIL_ONCE(bad, "exp %s: exp(%.9g) = %.9g, want %.9g\n", uk->isa, x, got, want);

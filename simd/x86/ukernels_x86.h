@@ -25,6 +25,7 @@
 TA_X86_DECLARE(avx512, x32)
 void ta_qk_f32_12x32_avx512(int64_t m, int64_t n, int64_t d, const float *q, int64_t ldq,
                             const float *k_panel, float scale, float *s, int64_t lds);
+void ta_exp_for_bf16_avx512(int64_t n, const float *x, float *y); /* for its test */
 void ta_pv_f32_12x32_avx512(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp,
                             const float *v_panel, float *o, int64_t ldo);
 
@@ -47,10 +48,11 @@ void ta_qk_bf16_32x32_amx(int64_t m, int64_t n, int64_t d, const float *q, int64
 
 /* P rounded to bfloat16 for a bfloat16 P.V (the twins of the two tables
  * above, ukernel.h's with_p_bf16): the softmax that writes P so
- * (softmax_pbf16_avx512.c, AVX-512F), V panels of key pairs, 16 columns
- * per strip (pack_v_bf16_pairs_x16_avx512.c), and the two P.V kernels. */
-void ta_softmax_pbf16_avx512(int64_t m, int64_t n, float *s, int64_t lds, float *row_max,
-                             float *row_sum, float *o, int64_t ldo, int64_t dv);
+ * (softmax_pbf16_avx512bf16.c, AVX512_BF16), V panels of key pairs, 16
+ * columns per strip (pack_v_bf16_pairs_x16_avx512.c), and the two P.V
+ * kernels. */
+void ta_softmax_pbf16_avx512bf16(int64_t m, int64_t n, float *s, int64_t lds, float *row_max,
+                                 float *row_sum, float *o, int64_t ldo, int64_t dv);
 void ta_pack_v_bf16_pairs_x16(int64_t n, int64_t dv, const void *src, tileattn_dtype dtype,
                               int64_t stride, float *panel);
 int64_t ta_packed_v_floats_bf16_pairs_x16(int64_t n, int64_t dv);
@@ -73,7 +75,7 @@ void ta_pv_bf16_32x32_amx(int64_t m, int64_t n, int64_t dv, const float *p, int6
     .softmax = ta_softmax_f32_avx512, .pv = ta_pv_f32_12x32_avx512
 #define TA_P_BF16_FIELDS(pv_)                                                                      \
     .p_bf16 = 1, .pack_v = ta_pack_v_bf16_pairs_x16,                                               \
-    .packed_v_floats = ta_packed_v_floats_bf16_pairs_x16, .softmax = ta_softmax_pbf16_avx512,      \
+    .packed_v_floats = ta_packed_v_floats_bf16_pairs_x16, .softmax = ta_softmax_pbf16_avx512bf16,  \
     .pv = pv_
 
 /* AVX2 + FMA: 6 x 16 register tiles (12 ymm accumulators of 16). */

@@ -112,20 +112,19 @@ TA_VEC_FN vf vf_load_bf16(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }
 
-/* To bfloat16, rounded to nearest even (integer arithmetic, so AVX-512F
- * is enough; a NaN stays a NaN unless its payload sits in the low 16
- * bits only, which exp never makes), 16 elements or the first n. */
-TA_VEC_FN __m256i vf_to_bf16(vf v) {
-    __m512i b = _mm512_castps_si512(v);
-    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
-    b = _mm512_add_epi32(b, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
-    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(b, 16));
+#ifdef __AVX512BF16__
+/* To bfloat16, rounded to nearest even (VCVTNE[2]PS2BF16, which also
+ * flushes subnormals: the softmax's P has none), for files compiled with
+ * -mavx512bf16: 32 elements (a then b), or the first n of 16. */
+#define TA_VEC_BF16_FN                                                                             \
+    static inline                                                                                  \
+        __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+TA_VEC_BF16_FN void vf_store_bf16_x2(uint16_t *p, vf a, vf b) {
+    _mm512_storeu_si512((void *)p, (__m512i)_mm512_cvtne2ps_pbh(b, a));
 }
-TA_VEC_FN void vf_store_bf16(uint16_t *p, vf v) {
-    _mm256_storeu_si256((__m256i *)p, vf_to_bf16(v));
+TA_VEC_BF16_FN void vf_store_bf16_n(uint16_t *p, vf v, int64_t n) {
+    _mm256_mask_storeu_epi16(p, vf_mask_n(n), (__m256i)_mm512_cvtneps_pbh(v));
 }
-TA_VEC_FN void vf_store_bf16_n(uint16_t *p, vf v, int64_t n) {
-    _mm256_mask_storeu_epi16(p, vf_mask_n(n), vf_to_bf16(v));
-}
+#endif
 
 #endif /* TILEATTN_VEC_AVX512_H */
