@@ -101,22 +101,18 @@ void SOFTMAX_NAME(int64_t m, int64_t n, float *s, int64_t lds, float *row_max, f
 #undef STORE_P_N
 #undef ZERO_P
 
+/* An exp alone over an array, for tests/test_exp_ulp.c: y[i] = vexp(x[i]). */
+#define ARRAY_EXP(name, vexp)                                                                      \
+    void name(int64_t n, const float *x, float *y) {                                               \
+        int64_t i = 0;                                                                             \
+        for (; i + VF_LANES <= n; i += VF_LANES)                                                   \
+            vf_store(y + i, vexp(vf_load(x + i)));                                                 \
+        if (i < n) vf_store_n(y + i, vexp(vf_load_n(x + i, n - i, 0.0f)), n - i);                  \
+    }
 #ifdef EXP_NAME
-/* The exp alone, for tests/test_exp_ulp.c: y[i] = exp(x[i]). */
-void EXP_NAME(int64_t n, const float *x, float *y) {
-    int64_t i = 0;
-    for (; i + VF_LANES <= n; i += VF_LANES)
-        vf_store(y + i, vf_exp(vf_load(x + i)));
-    if (i < n) vf_store_n(y + i, vf_exp(vf_load_n(x + i, n - i, 0.0f)), n - i);
-}
+ARRAY_EXP(EXP_NAME, vf_exp)
 #endif
-
 #ifdef EXP_FOR_BF16_NAME
-/* vf_exp_for_bf16 alone, likewise. */
-void EXP_FOR_BF16_NAME(int64_t n, const float *x, float *y) {
-    int64_t i = 0;
-    for (; i + VF_LANES <= n; i += VF_LANES)
-        vf_store(y + i, vf_exp_for_bf16(vf_load(x + i)));
-    if (i < n) vf_store_n(y + i, vf_exp_for_bf16(vf_load_n(x + i, n - i, 0.0f)), n - i);
-}
+ARRAY_EXP(EXP_FOR_BF16_NAME, vf_exp_for_bf16)
 #endif
+#undef ARRAY_EXP
