@@ -148,10 +148,19 @@ static uint64_t next_random(uint64_t *state) {
 
 typedef struct problem {
     int64_t batch, seqlen, heads, heads_kv, head_dim;
-    void *k, *v; /* the cache: [S, Hk, D] of the largest dtype; paged reuses it as a pool */
+    int heads_outer; /* the cache is [.., Hk, S, D] (PyTorch's) instead of [.., S, Hk, D] */
+    void *k, *v;     /* the cache: [S, Hk, D] of the largest dtype; paged reuses it as a pool */
     float *q, *o;
     int32_t *table, *cache_seqlens; /* table: [batch][seqlen / block size] */
 } problem;
+
+/* A cache tensor of `tokens` slots per sequence (or block): [.., S, Hk, D],
+ * or [.., Hk, S, D] with heads_outer. */
+static tileattn_tensor_out cache_tensor(const problem *p, void *data, int64_t tokens) {
+    int64_t d = p->head_dim, hk = p->heads_kv;
+    if (p->heads_outer) return (tileattn_tensor_out){data, hk * tokens * d, d, tokens * d};
+    return tileattn_tensor_out_contiguous(data, tokens, hk, d);
+}
 
 static void fill_args(const problem *p, const config *cfg, int threads, tileattn_decode_args *a) {
     tileattn_decode_args_init(a);
@@ -162,13 +171,13 @@ static void fill_args(const problem *p, const config *cfg, int threads, tileattn
     a->cache_seqlens = p->cache_seqlens;
     if (cfg->block_size) {
         int64_t bs = cfg->block_size, blocks = p->seqlen / bs;
-        a->k_cache = tileattn_tensor_out_contiguous(p->k, bs, p->heads_kv, p->head_dim);
-        a->v_cache = tileattn_tensor_out_contiguous(p->v, bs, p->heads_kv, p->head_dim);
+        a->k_cache = cache_tensor(p, p->k, bs);
+        a->v_cache = cache_tensor(p, p->v, bs);
         a->block_table = p->table, a->block_size = bs;
         a->num_blocks = p->batch * blocks, a->max_blocks_per_seq = blocks;
     } else {
-        a->k_cache = tileattn_tensor_out_contiguous(p->k, p->seqlen, p->heads_kv, p->head_dim);
-        a->v_cache = tileattn_tensor_out_contiguous(p->v, p->seqlen, p->heads_kv, p->head_dim);
+        a->k_cache = cache_tensor(p, p->k, p->seqlen);
+        a->v_cache = cache_tensor(p, p->v, p->seqlen);
         a->max_seqlen_cache = p->seqlen;
     }
     a->num_threads = threads;
@@ -224,11 +233,22 @@ static size_t last_level_cache_bytes(void) {
 int ta_bench_decode(int argc, char **argv) {
     int64_t batch = 1, seqlen = 32768, heads = 32, heads_kv = 8, head_dim = 128, repeats = 15,
             stream_mib = 1024;
+    int heads_outer = 0;
     for (int i = 1; i < argc;) {
         int r = 0;
         if (strcmp(argv[i], "--decode") == 0) {
             i++;
             continue;
+        }
+        if (strcmp(argv[i], "--layout") == 0 && i + 1 < argc &&
+            (strcmp(argv[i + 1], "bshd") == 0 || strcmp(argv[i + 1], "bhsd") == 0)) {
+            heads_outer = strcmp(argv[i + 1], "bhsd") == 0;
+            i += 2;
+            continue;
+        }
+        if (strcmp(argv[i], "--layout") == 0) {
+            fprintf(stderr, "tileattn bench --decode: --layout takes bshd or bhsd\n");
+            return 2;
         }
         if (!r) r = parse_flag(argc, argv, &i, "--batch", 1, 1024, &batch);
         if (!r) r = parse_flag(argc, argv, &i, "--seqlen", 256, 1 << 24, &seqlen);
@@ -248,7 +268,8 @@ int ta_bench_decode(int argc, char **argv) {
         return 2;
     }
 
-    problem p = {batch, seqlen, heads, heads_kv, head_dim, NULL, NULL, NULL, NULL, NULL, NULL};
+    problem p = {batch, seqlen, heads, heads_kv, head_dim, heads_outer,
+                 NULL,  NULL,   NULL,  NULL,     NULL,     NULL};
     size_t cache_bytes = (size_t)(batch * seqlen * heads_kv * head_dim) * sizeof(float);
     size_t stream_n = (size_t)stream_mib * 1024 * 1024 / sizeof(float);
     float *stream = aligned_alloc(64, stream_n * sizeof(float));
@@ -284,10 +305,11 @@ int ta_bench_decode(int argc, char **argv) {
     stream_ctx sc = {stream, stream_n, 1, choose_sum(), 0.0f};
     int rc = 0;
 
-    printf("decode bandwidth: B=%lld, Sq_new=1, H=%lld, Hk=%lld, D=Dv=%lld, cache %lld tokens; "
-           "isa %s; median of %lld\n",
+    printf("decode bandwidth: B=%lld, Sq_new=1, H=%lld, Hk=%lld, D=Dv=%lld, cache %lld tokens "
+           "laid out %s; isa %s; median of %lld\n",
            (long long)batch, (long long)heads, (long long)heads_kv, (long long)head_dim,
-           (long long)seqlen, tileattn_isa_name(), (long long)repeats);
+           (long long)seqlen, heads_outer ? "[.., Hk, S, D]" : "[.., S, Hk, D]",
+           tileattn_isa_name(), (long long)repeats);
     /* A cache that fits in the LLC is read from it, not from memory: the
      * ratio to the read bandwidth then overstates (bf16 is the smaller). */
     size_t llc = last_level_cache_bytes();

@@ -11,6 +11,9 @@
  *   --heads N (32) --heads-kv N (8)
  *   --head-dim N (128) --repeats N (15, median reported)
  *   --stream-mib N (1024: the read-bandwidth array, far above the LLC)
+ *   --layout bshd|bhsd (bshd: the cache [B, S, Hk, D], paged
+ *     [blocks, block_size, Hk, D]; bhsd: PyTorch's [B, Hk, S, D], paged
+ *     [blocks, Hk, block_size, D])
  * Measures, for 1 thread and all threads: the read bandwidth (a vectorized
  * sum), then decoding of one new token per sequence over the cache in
  * bf16 and f32, contiguous and paged (block sizes 16 and 128, shuffled

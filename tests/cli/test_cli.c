@@ -639,6 +639,30 @@ Test(cli, bench_ukernels_lists_the_tables) {
     free(err);
 }
 
+/* bench --decode measures the layout asked for (PyTorch's heads-outer
+ * one with bhsd) and refuses any other. */
+Test(cli, bench_decode_layouts) {
+    const char *layouts[2] = {"bshd", "bhsd"}, *said[2] = {"[.., S, Hk, D]", "[.., Hk, S, D]"};
+    char *out, *err;
+    for (int i = 0; i < 2; i++) {
+        tu_arglist a = {0};
+        tu_add(&a, "bench", "--decode", "--seqlen", "256", "--heads", "2", "--heads-kv", "1",
+               "--head-dim", "16", "--repeats", "1", "--stream-mib", "64", "--layout", layouts[i],
+               NULL);
+        cr_assert_eq(tu_run_args(&a, &out, &err), 0, "%s", err);
+        cr_assert_not_null(strstr(out, said[i]), "%s", out);
+        cr_assert_not_null(strstr(out, "paged 16"), "%s", out);
+        free(out);
+        free(err);
+    }
+    tu_arglist b = {0};
+    tu_add(&b, "bench", "--decode", "--layout", "sbhd", NULL);
+    cr_assert_eq(tu_run_args(&b, &out, &err), 2, "%s", out);
+    cr_assert_not_null(strstr(err, "--layout"), "%s", err);
+    free(out);
+    free(err);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Bad input: exit 2, one line, nothing written. */
 
