@@ -26,9 +26,12 @@
 
 #include "tileattn.h"
 
-/* Keys per tile: the S/P tile width and the size of the per-key pointer
- * arrays the driver keeps on the stack. */
-#define TA_DECODE_MAX_BLOCK_K 64
+/* Keys per tile: the usual bound (what the planner's L2 rule may reach),
+ * and the widest tile, which only a work item of one KV head takes, to
+ * hold whole groups of its key order (decode_plan.c). The widest sets the
+ * per-key pointer arrays the driver keeps on the stack. */
+#define TA_DECODE_TILE_KEYS   64
+#define TA_DECODE_MAX_BLOCK_K 256
 
 /* Keys per kernel call within a tile: the driver runs every head of the
  * work item on one step before the next step (decode.c). */

@@ -63,14 +63,48 @@ enum {
  * sums, so it is set by the shapes (the bytes of a token's heads of the
  * item, as that layout stores them), never by the strides: paged,
  * contiguous and any strided view give bitwise the same results. Returns
- * P, the tokens per page, at most TA_DECODE_MAX_BLOCK_K /
- * TA_DECODE_STEP_KEYS (the order is decode.c's key_column). */
+ * P, the tokens per page, at most TA_DECODE_TILE_KEYS /
+ * TA_DECODE_STEP_KEYS (the order is decode.c's key_column).
+ *
+ * A work item of one KV head (MQA, or rows that leave L2 room for one head
+ * only) reads one head's rows, which in [.., head, token, dim] - PyTorch's
+ * layout, and any layout when Hk = 1 - are adjacent, 16 to a page in
+ * bfloat16 at D = 128. In key order a step then reads one or two pages
+ * from their start, and every page is a new stream the prefetchers must
+ * first detect. The same order as above on the head's rows - P = the
+ * rows per page, so a step takes one token from each of
+ * TA_DECODE_STEP_KEYS pages - on the 2-core Ice Lake (`tileattn bench
+ * --decode --heads 4 --heads-kv 1 --seqlen 262144`, three rounds
+ * alternating with key order; docs/perf/icelake-2core-bench-decode-
+ * one-head.txt) took one thread of bf16 from 0.47-0.57 of the read
+ * bandwidth to 0.65-0.70 (paged by 16: 0.41-0.44 to 0.56-0.66), two from
+ * 0.45-0.55 to 0.66-0.80, and f32 from 0.67-0.74 to 0.94-0.97 on one
+ * thread, 0.62-0.73 to 0.87-0.88 on two. Such groups are up to
+ * TA_DECODE_MAX_BLOCK_K keys, so P is bounded by the score tile that
+ * fits beside the item's rows in half of L2 (rows_per_tile is set). */
 static int64_t choose_key_interleave(const ta_decode_desc *d, const char **reason) {
-    int64_t token_bytes =
-        d->heads_per_item * d->head_dim * (int64_t)ta_cache_dtype_size(d->cache_dtype);
+    int64_t es = (int64_t)ta_cache_dtype_size(d->cache_dtype);
+    int64_t token_bytes = d->heads_per_item * d->head_dim * es;
     if (d->heads_per_item < 2) {
-        *reason = "in key order (one KV head per item reads each page once, in order)";
-        return 1;
+        int64_t dim = d->head_dim > d->head_dim_v ? d->head_dim : d->head_dim_v;
+        int64_t row_bytes = dim * es;
+        if (row_bytes >= TA_DECODE_PAGE_BYTES || TA_DECODE_PAGE_BYTES % row_bytes != 0) {
+            *reason = "in key order (one KV head per item, whose rows do not divide a page)";
+            return 1;
+        }
+        int64_t l2_floats = (int64_t)(d->l2_bytes / 2 / sizeof(float));
+        int64_t keys_fit = (l2_floats / d->rows_per_tile - d->head_dim - d->head_dim_v - 2) / 2;
+        int64_t p = TA_DECODE_PAGE_BYTES / row_bytes;
+        int64_t most = TA_DECODE_MAX_BLOCK_K / TA_DECODE_STEP_KEYS;
+        if (keys_fit / TA_DECODE_STEP_KEYS < most) most = keys_fit / TA_DECODE_STEP_KEYS;
+        if (p > most) p = most;
+        if (p < 2) {
+            *reason = "in key order (one KV head per item, too many rows for wider tiles)";
+            return 1;
+        }
+        *reason = "one token per 4 KiB page of the head's rows in each step, so that every page "
+                  "is read in ascending order";
+        return p;
     }
     if (token_bytes >= TA_DECODE_PAGE_BYTES) {
         *reason = "in key order (a token's heads fill a page)";
@@ -83,7 +117,7 @@ static int64_t choose_key_interleave(const ta_decode_desc *d, const char **reaso
     *reason = "one token per 4 KiB page in each step, so that every page is read in "
               "ascending order";
     int64_t p = TA_DECODE_PAGE_BYTES / token_bytes;
-    int64_t most = TA_DECODE_MAX_BLOCK_K / TA_DECODE_STEP_KEYS;
+    int64_t most = TA_DECODE_TILE_KEYS / TA_DECODE_STEP_KEYS;
     return p < most ? p : most;
 }
 
@@ -215,9 +249,10 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
     int64_t row_bytes = (dk + dv) * (int64_t)ta_cache_dtype_size(d->cache_dtype);
 
     d->rows = d->group * d->seqlen_new;
-    /* Counted at the widest key tile: block_k, chosen below, depends on
-     * the heads per item. */
-    int64_t floats_per_row = dk + dv + 2 * TA_DECODE_MAX_BLOCK_K + 2;
+    /* Counted at the usual widest key tile: block_k, chosen below,
+     * depends on the heads per item (choose_key_interleave widens it only
+     * where the rows leave room). */
+    int64_t floats_per_row = dk + dv + 2 * TA_DECODE_TILE_KEYS + 2;
     int64_t fit = (int64_t)(topo->l2_bytes / 2 / sizeof(float)) / floats_per_row;
     if (fit < 8) fit = 8;
     d->rows_per_tile = d->rows < fit ? d->rows : fit;
@@ -237,7 +272,7 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
         ta_clamp(forced->heads_per_item > 0 ? forced->heads_per_item : heads, 1, d->heads_kv);
     d->num_head_groups = (d->heads_kv + d->heads_per_item - 1) / d->heads_per_item;
     /* Tiles of a quarter of L2 over all the item's heads, at most
-     * TA_DECODE_MAX_BLOCK_K keys: this tile and the next, fetched while
+     * TA_DECODE_TILE_KEYS keys or one key group: this tile and the next, fetched while
      * this one computes, take half of L2. The kernels run on steps of a
      * few keys, each step preceded by its share of the next tile's lines
      * when the prefetch is in software (decode.c), so a long tile does
@@ -252,7 +287,8 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
     d->key_interleave = choose_key_interleave(d, &d->key_order_reason);
     /* Whole key groups per tile, so that every full tile is read in page order. */
     int64_t group_keys = d->key_interleave * TA_DECODE_STEP_KEYS;
-    d->block_k = ta_clamp(ta_round_down(tile_keys, group_keys), group_keys, TA_DECODE_MAX_BLOCK_K);
+    int64_t widest = group_keys > TA_DECODE_TILE_KEYS ? group_keys : TA_DECODE_TILE_KEYS;
+    d->block_k = ta_clamp(ta_round_down(tile_keys, group_keys), group_keys, widest);
 
     d->num_threads = args->num_threads > 0 ? args->num_threads : ta_default_threads();
     int64_t items = d->batch * d->num_head_groups * d->num_row_tiles;

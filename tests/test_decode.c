@@ -574,6 +574,24 @@ Test(decode, mqa_and_shared_prefix) {
     run_case(&c);
 }
 
+/* Work items of one KV head take tiles of whole 256-key groups (16 rows
+ * per page: float32 D = 64, bfloat16 D = 128): sequences of several
+ * groups and a partial one, a window whose first key is not on a group,
+ * appends, paged and contiguous (bitwise equal), against the reference. */
+Test(decode, one_head_groups) {
+    dcase c = base_case();
+    c.h = 4, c.hk = 1, c.batch = 3, c.max_blocks = 64;
+    c.lens[0] = 1000, c.lens[1] = 300, c.lens[2] = 513;
+    run_case(&c);
+    c.cache_dtype = TILEATTN_CACHE_BF16, c.dtype = TILEATTN_BF16, c.d = 128, c.seed = 40;
+    c.sq = 2, c.append = 1, c.causal = 1, c.wl = 700;
+    run_case(&c);
+    /* Hk = 2: the plan of one head per item (run_case's third) takes
+     * groups too; two heads per item stay at 64-key tiles. */
+    c.hk = 2, c.wl = -1, c.sinks = 1, c.seed = 41;
+    run_case(&c);
+}
+
 /* The int8 cache's quantization error, measured against the float64
  * reference on the unquantized data: N(0,1) K and V, D = 128, 300-700 keys,
  * block 16, 2 new tokens appended (quantized on the way in). Measured:
@@ -728,22 +746,24 @@ Test(decode, planner_splits_for_idle_threads) {
 /* The key order within a tile (decode_plan.c's choose_key_interleave):
  * tokens taken one per 4 KiB page where a token's heads of a work item
  * take a divisor of a page, key order otherwise; tiles hold whole groups.
+ * A work item of one KV head takes its rows one per page the same way
+ * (P = the head's rows per page, at most 16: groups of up to 256 keys).
  * It is set by the shapes alone (paged and contiguous agree), and the runs
  * above cover it: base_case's float32, Hk = 2, D = 64 takes 512 bytes per
  * token, P = 8 capped at 4, a group of 64 keys, and masks whose first key
- * is not on a group. */
+ * is not on a group; one_head_groups runs whole groups of 256 keys. */
 Test(decode, key_order_by_page) {
     dcase c = base_case();
     dproblem p;
     make_problem(&c, &p);
     struct {
         tileattn_cache_dtype dtype;
-        int64_t hk, d, interleave;
-    } want[] = {{TILEATTN_CACHE_F32, 2, 64, 4},
-                {TILEATTN_CACHE_BF16, 8, 128, 2},
-                {TILEATTN_CACHE_F32, 8, 128, 1},
-                {TILEATTN_CACHE_INT8, 8, 128, 4},
-                {TILEATTN_CACHE_F16, 2, 48, 1} /* 192 bytes: not a divisor of a page */};
+        int64_t hk, d, interleave, one_head;
+    } want[] = {{TILEATTN_CACHE_F32, 2, 64, 4, 16},
+                {TILEATTN_CACHE_BF16, 8, 128, 2, 16},
+                {TILEATTN_CACHE_F32, 8, 128, 1, 8},
+                {TILEATTN_CACHE_INT8, 8, 128, 4, 16}, /* 32 rows per page, capped */
+                {TILEATTN_CACHE_F16, 2, 48, 1, 1} /* 192 and 96 bytes: not divisors of a page */};
     for (int paged = 0; paged < 2; paged++)
         for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
             dcaches w = copy_caches(&p, paged);
@@ -775,10 +795,15 @@ Test(decode, key_order_by_page) {
             cr_assert_eq(tileattn_describe_decode(&a, buf, sizeof buf), TILEATTN_OK);
             cr_assert(strstr(buf, want[i].interleave > 1 ? "ascending" : "in key order") != NULL,
                       "case %zu: %s", i, buf);
-            /* One KV head per item reads each page once: key order. */
+            /* One KV head per item: its rows one per page. */
             ta_decode_overrides one_head = {1, 1, 0};
             cr_assert_eq(ta_plan_decode(&a, &one_head, NULL, &d), TILEATTN_OK);
-            cr_assert_eq(d.key_interleave, 1);
+            cr_assert_eq(d.key_interleave, want[i].one_head,
+                         "case %zu, one head per item: interleave %lld, want %lld", i,
+                         (long long)d.key_interleave, (long long)want[i].one_head);
+            cr_assert(d.block_k % (d.key_interleave * TA_DECODE_STEP_KEYS) == 0 &&
+                          d.block_k <= TA_DECODE_MAX_BLOCK_K,
+                      "case %zu, one head per item: key tile %lld", i, (long long)d.block_k);
             free_caches(&w), th_free(o);
         }
     free_problem(&p);
