@@ -149,7 +149,7 @@ static uint64_t next_random(uint64_t *state) {
 typedef struct problem {
     int64_t batch, seqlen, heads, heads_kv, head_dim;
     int heads_outer; /* the cache is [.., Hk, S, D] (PyTorch's) instead of [.., S, Hk, D] */
-    void *k, *v;     /* the cache: [S, Hk, D] of the largest dtype; paged reuses it as a pool */
+    void *k, *v;     /* the cache, sized as [S, Hk, D] of the largest dtype; paged: the pool */
     float *q, *o;
     int32_t *table, *cache_seqlens; /* table: [batch][seqlen / block size] */
 } problem;
@@ -240,15 +240,15 @@ int ta_bench_decode(int argc, char **argv) {
             i++;
             continue;
         }
-        if (strcmp(argv[i], "--layout") == 0 && i + 1 < argc &&
-            (strcmp(argv[i + 1], "bshd") == 0 || strcmp(argv[i + 1], "bhsd") == 0)) {
-            heads_outer = strcmp(argv[i + 1], "bhsd") == 0;
+        if (strcmp(argv[i], "--layout") == 0) {
+            const char *layout = i + 1 < argc ? argv[i + 1] : "";
+            if (strcmp(layout, "bshd") != 0 && strcmp(layout, "bhsd") != 0) {
+                fprintf(stderr, "tileattn bench --decode: --layout takes bshd or bhsd\n");
+                return 2;
+            }
+            heads_outer = strcmp(layout, "bhsd") == 0;
             i += 2;
             continue;
-        }
-        if (strcmp(argv[i], "--layout") == 0) {
-            fprintf(stderr, "tileattn bench --decode: --layout takes bshd or bhsd\n");
-            return 2;
         }
         if (!r) r = parse_flag(argc, argv, &i, "--batch", 1, 1024, &batch);
         if (!r) r = parse_flag(argc, argv, &i, "--seqlen", 256, 1 << 24, &seqlen);
