@@ -44,6 +44,26 @@ enum {
  * (bfloat16) less per second than 16 chunks on the 16-core Xeon. */
 #define SPLIT_EFFICIENCY 0.95
 
+/* Rows of `bytes` each that fill a 4 KiB page exactly; 0 when such rows
+ * fill a page or more, or leave a remainder (no page order then). */
+static int64_t rows_per_page(int64_t bytes) {
+    if (bytes >= TA_DECODE_PAGE_BYTES || TA_DECODE_PAGE_BYTES % bytes != 0) return 0;
+    return TA_DECODE_PAGE_BYTES / bytes;
+}
+
+/* The floats of half of L2 that one query row of a tile is counted for: its
+ * Q and O rows, its max and sum, and its scores for `keys` keys counted
+ * twice. rows_per_tile divides half of L2 by it at the usual tile width;
+ * keys_beside_rows inverts it: the widest tile those rows leave room for. */
+static int64_t tile_floats_per_row(int64_t dk, int64_t dv, int64_t keys) {
+    return dk + dv + 2 * keys + 2;
+}
+
+static int64_t keys_beside_rows(size_t l2_bytes, int64_t rows, int64_t dk, int64_t dv) {
+    int64_t half_l2_floats = (int64_t)(l2_bytes / 2 / sizeof(float));
+    return (half_l2_floats / rows - tile_floats_per_row(dk, dv, 0)) / 2;
+}
+
 /* The order of the keys within a tile. A step (TA_DECODE_STEP_KEYS keys)
  * reads one head's rows of its tokens, then the next head's rows of the
  * same tokens. In the usual [.., token, head, dim] layout, where a token's
@@ -84,17 +104,15 @@ enum {
  * fits beside the item's rows in half of L2 (rows_per_tile is set). */
 static int64_t choose_key_interleave(const ta_decode_desc *d, const char **reason) {
     int64_t es = (int64_t)ta_cache_dtype_size(d->cache_dtype);
-    int64_t token_bytes = d->heads_per_item * d->head_dim * es;
     if (d->heads_per_item < 2) {
         int64_t dim = d->head_dim > d->head_dim_v ? d->head_dim : d->head_dim_v;
-        int64_t row_bytes = dim * es;
-        if (row_bytes >= TA_DECODE_PAGE_BYTES || TA_DECODE_PAGE_BYTES % row_bytes != 0) {
+        int64_t p = rows_per_page(dim * es);
+        if (p == 0) {
             *reason = "in key order (one KV head per item, whose rows do not divide a page)";
             return 1;
         }
-        int64_t l2_floats = (int64_t)(d->l2_bytes / 2 / sizeof(float));
-        int64_t keys_fit = (l2_floats / d->rows_per_tile - d->head_dim - d->head_dim_v - 2) / 2;
-        int64_t p = TA_DECODE_PAGE_BYTES / row_bytes;
+        int64_t keys_fit =
+            keys_beside_rows(d->l2_bytes, d->rows_per_tile, d->head_dim, d->head_dim_v);
         int64_t most = TA_DECODE_MAX_BLOCK_K / TA_DECODE_STEP_KEYS;
         if (keys_fit / TA_DECODE_STEP_KEYS < most) most = keys_fit / TA_DECODE_STEP_KEYS;
         if (p > most) p = most;
@@ -106,17 +124,16 @@ static int64_t choose_key_interleave(const ta_decode_desc *d, const char **reaso
                   "is read in ascending order";
         return p;
     }
-    if (token_bytes >= TA_DECODE_PAGE_BYTES) {
-        *reason = "in key order (a token's heads fill a page)";
-        return 1;
-    }
-    if (TA_DECODE_PAGE_BYTES % token_bytes != 0) {
-        *reason = "in key order (a token's heads do not divide a page)";
+    int64_t token_bytes = d->heads_per_item * d->head_dim * es;
+    int64_t p = rows_per_page(token_bytes);
+    if (p == 0) {
+        *reason = token_bytes >= TA_DECODE_PAGE_BYTES
+                      ? "in key order (a token's heads fill a page)"
+                      : "in key order (a token's heads do not divide a page)";
         return 1;
     }
     *reason = "one token per 4 KiB page in each step, so that every page is read in "
               "ascending order";
-    int64_t p = TA_DECODE_PAGE_BYTES / token_bytes;
     int64_t most = TA_DECODE_TILE_KEYS / TA_DECODE_STEP_KEYS;
     return p < most ? p : most;
 }
@@ -252,8 +269,8 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
     /* Counted at the usual widest key tile: block_k, chosen below,
      * depends on the heads per item (choose_key_interleave widens it only
      * where the rows leave room). */
-    int64_t floats_per_row = dk + dv + 2 * TA_DECODE_TILE_KEYS + 2;
-    int64_t fit = (int64_t)(topo->l2_bytes / 2 / sizeof(float)) / floats_per_row;
+    int64_t fit = (int64_t)(topo->l2_bytes / 2 / sizeof(float)) /
+                  tile_floats_per_row(dk, dv, TA_DECODE_TILE_KEYS);
     if (fit < 8) fit = 8;
     d->rows_per_tile = d->rows < fit ? d->rows : fit;
     d->num_row_tiles = (d->rows + d->rows_per_tile - 1) / d->rows_per_tile;
