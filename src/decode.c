@@ -348,11 +348,11 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
     }
 
     int64_t first = ta_first_key(&t->win, t->token0);
-    /* Tiles start on whole key groups, so that their tokens fall on pages
-     * as the key order assumes; the keys before `first` this brings in are
-     * masked on the first tile. */
-    int64_t group_keys = d->key_interleave * TA_DECODE_STEP_KEYS;
-    if (d->key_interleave > 1) first = first / group_keys * group_keys;
+    /* Tiles start on a page boundary (a multiple of P = key_interleave
+     * tokens), so that each group of P steps takes its tokens from whole
+     * pages, as the key order assumes; the at most P - 1 keys before
+     * `first` this brings in are masked on the first tile. */
+    first = first / d->key_interleave * d->key_interleave;
     int64_t last = ta_last_key(&t->win, t->token0 + t->tokens - 1);
     int64_t c0 = first + t->split * d->split_keys;
     int64_t c1 = c0 + d->split_keys - 1 < last ? c0 + d->split_keys - 1 : last;
