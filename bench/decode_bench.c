@@ -148,6 +148,7 @@ static uint64_t next_random(uint64_t *state) {
 
 typedef struct problem {
     int64_t batch, seqlen, heads, heads_kv, head_dim;
+    int64_t window;  /* a sliding window of this many tokens (0 = none) */
     int heads_outer; /* the cache is [.., Hk, S, D] (PyTorch's) instead of [.., S, Hk, D] */
     void *k, *v;     /* the cache, sized as [S, Hk, D] of the largest dtype; paged: the pool */
     float *q, *o;
@@ -180,6 +181,7 @@ static void fill_args(const problem *p, const config *cfg, int threads, tileattn
         a->v_cache = cache_tensor(p, p->v, p->seqlen);
         a->max_seqlen_cache = p->seqlen;
     }
+    if (p->window) a->causal = 1, a->window_left = p->window - 1; /* the last `window` keys */
     a->num_threads = threads;
 }
 
@@ -232,7 +234,7 @@ static size_t last_level_cache_bytes(void) {
 
 int ta_bench_decode(int argc, char **argv) {
     int64_t batch = 1, seqlen = 32768, heads = 32, heads_kv = 8, head_dim = 128, repeats = 15,
-            stream_mib = 1024;
+            stream_mib = 1024, window = 0;
     int heads_outer = 0;
     for (int i = 1; i < argc;) {
         int r = 0;
@@ -257,6 +259,7 @@ int ta_bench_decode(int argc, char **argv) {
         if (!r) r = parse_flag(argc, argv, &i, "--head-dim", 1, TILEATTN_MAX_HEAD_DIM, &head_dim);
         if (!r) r = parse_flag(argc, argv, &i, "--repeats", 1, BENCH_MAX_REPEATS, &repeats);
         if (!r) r = parse_flag(argc, argv, &i, "--stream-mib", 64, 1 << 16, &stream_mib);
+        if (!r) r = parse_flag(argc, argv, &i, "--window", 0, 1 << 24, &window);
         if (r < 0) return 2;
         if (r == 0) {
             fprintf(stderr, "tileattn bench --decode: unknown flag %s\n", argv[i]);
@@ -267,8 +270,14 @@ int ta_bench_decode(int argc, char **argv) {
         fprintf(stderr, "tileattn bench --decode: heads %% heads-kv and seqlen %% 256 must be 0\n");
         return 2;
     }
+    if (window > seqlen) {
+        fprintf(stderr, "tileattn bench --decode: --window must be at most --seqlen\n");
+        return 2;
+    }
+    /* The keys each query sees, whose K and V rows are what a call reads. */
+    int64_t keys_read = window ? window : seqlen;
 
-    problem p = {batch, seqlen, heads, heads_kv, head_dim, heads_outer,
+    problem p = {batch, seqlen, heads, heads_kv, head_dim, window, heads_outer,
                  NULL,  NULL,   NULL,  NULL,     NULL,     NULL};
     size_t cache_bytes = (size_t)(batch * seqlen * heads_kv * head_dim) * sizeof(float);
     size_t stream_n = (size_t)stream_mib * 1024 * 1024 / sizeof(float);
@@ -306,10 +315,12 @@ int ta_bench_decode(int argc, char **argv) {
     int rc = 0;
 
     printf("decode bandwidth: B=%lld, Sq_new=1, H=%lld, Hk=%lld, D=Dv=%lld, cache %lld tokens "
-           "laid out %s; isa %s; median of %lld\n",
+           "laid out %s",
            (long long)batch, (long long)heads, (long long)heads_kv, (long long)head_dim,
-           (long long)seqlen, heads_outer ? "[.., Hk, S, D]" : "[.., S, Hk, D]",
-           tileattn_isa_name(), (long long)repeats);
+           (long long)seqlen, heads_outer ? "[.., Hk, S, D]" : "[.., S, Hk, D]");
+    if (window)
+        printf(", sliding window of the last %lld (GB/s count those keys)", (long long)window);
+    printf("; isa %s; median of %lld\n", tileattn_isa_name(), (long long)repeats);
     /* A cache that fits in the LLC is read from it, not from memory: the
      * ratio to the read bandwidth then overstates (bf16 is the smaller). */
     size_t llc = last_level_cache_bytes();
@@ -351,8 +362,8 @@ int ta_bench_decode(int argc, char **argv) {
         for (int ci = 0; ci < 6; ci++) {
             config *cfg = &configs[ci];
             size_t es = cfg->dtype == TILEATTN_CACHE_F32 ? 4 : 2;
-            double bytes =
-                (double)(batch * seqlen) * (double)heads_kv * (double)(2 * head_dim) * (double)es;
+            double bytes = (double)(batch * keys_read) * (double)heads_kv * (double)(2 * head_dim) *
+                           (double)es;
             double gbs = bytes / results[ci] / 1e9;
             char cache[32], vs_contig[32] = "";
             if (cfg->block_size) {

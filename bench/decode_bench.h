@@ -14,6 +14,8 @@
  *   --layout bshd|bhsd (bshd: the cache [B, S, Hk, D], paged
  *     [blocks, block_size, Hk, D]; bhsd: PyTorch's [B, Hk, S, D], paged
  *     [blocks, Hk, block_size, D])
+ *   --window W (0: none; else each query sees the last W keys, a sliding
+ *     window, and GB/s count the K and V of those keys only)
  * Measures, for 1 thread and all threads: the read bandwidth (a vectorized
  * sum), then decoding of one new token per sequence over the cache in
  * bf16 and f32, contiguous and paged (block sizes 16 and 128, shuffled

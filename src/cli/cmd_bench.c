@@ -33,7 +33,7 @@ static void print_bench_help(FILE *out) {
           "       tileattn bench --sweep [sweep flags]\n"
           "       tileattn bench --decode [--batch N --seqlen N --heads N --heads-kv N\n"
           "                                --head-dim N --repeats N --stream-mib N\n"
-          "                                --layout bshd|bhsd]\n"
+          "                                --layout bshd|bhsd --window W]\n"
           "       tileattn bench --backward [--batch N --heads N --heads-kv N --seqlen N\n"
           "                                  --head-dim N --dtype T --causal --threads N\n"
           "                                  --repeats N --rss-only]\n"

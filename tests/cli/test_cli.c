@@ -663,6 +663,26 @@ Test(cli, bench_decode_layouts) {
     free(err);
 }
 
+/* bench --decode --window times a sliding window (the header says so) and
+ * refuses one longer than the cache. */
+Test(cli, bench_decode_window) {
+    char *out, *err;
+    tu_arglist a = {0};
+    tu_add(&a, "bench", "--decode", "--seqlen", "512", "--heads", "4", "--heads-kv", "1",
+           "--head-dim", "16", "--repeats", "1", "--stream-mib", "64", "--window", "300", NULL);
+    cr_assert_eq(tu_run_args(&a, &out, &err), 0, "%s", err);
+    cr_assert_not_null(strstr(out, "sliding window of the last 300"), "%s", out);
+    cr_assert_not_null(strstr(out, "paged 128"), "%s", out);
+    free(out);
+    free(err);
+    tu_arglist b = {0};
+    tu_add(&b, "bench", "--decode", "--seqlen", "512", "--window", "513", NULL);
+    cr_assert_eq(tu_run_args(&b, &out, &err), 2, "%s", out);
+    cr_assert_not_null(strstr(err, "--window"), "%s", err);
+    free(out);
+    free(err);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Bad input: exit 2, one line, nothing written. */
 
