@@ -30,6 +30,7 @@
 #include "convert.h"
 #include "decode.h"
 #include "mask.h"
+#include "plan_util.h"
 #include "threads.h"
 #include "tileattn_config.h"
 
@@ -352,7 +353,7 @@ static void attend(const ta_decode_desc *d, const tileattn_decode_args *a, const
      * tokens), so that each group of P steps takes its tokens from whole
      * pages, as the key order assumes; the at most P - 1 keys before
      * `first` this brings in are masked on the first tile. */
-    first = first / d->key_interleave * d->key_interleave;
+    first = ta_round_down(first, d->key_interleave);
     int64_t last = ta_last_key(&t->win, t->token0 + t->tokens - 1);
     int64_t c0 = first + t->split * d->split_keys;
     int64_t c1 = c0 + d->split_keys - 1 < last ? c0 + d->split_keys - 1 : last;
