@@ -80,8 +80,10 @@ TA_VEC_FN float vf_hsum(vf v) {
     return _mm_cvtss_f32(s);
 }
 /* p * 2^n where t = n + 1.5 * 2^23 (n integral, the result normal), and 0
- * in the lanes where x < xmin. */
-TA_VEC_FN vf vf_scale_pow2_or_zero(vf p, vf t, vf x, vf xmin) {
+ * in the lanes where x < xmin: n sits in t's low mantissa bits; shifted
+ * into the exponent field the magic number's own bits fall off the top. */
+TA_VEC_FN vf vf_scale_pow2_or_zero(vf p, vf n, vf t, vf x, vf xmin) {
+    (void)n;
     vi e = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
     vf y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
     return _mm256_and_ps(y, _mm256_cmp_ps(x, xmin, _CMP_NLT_UQ));

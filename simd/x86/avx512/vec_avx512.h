@@ -70,12 +70,14 @@ TA_VEC_FN float vf_hmax(vf v) {
 TA_VEC_FN float vf_hsum(vf v) {
     return _mm512_reduce_add_ps(v);
 }
-/* p * 2^n where t = n + 1.5 * 2^23 (n integral, the result normal), and 0
- * in the lanes where x < xmin: the exponent add is masked by the compare. */
-TA_VEC_FN vf vf_scale_pow2_or_zero(vf p, vf t, vf x, vf xmin) {
+/* p * 2^n (n integral, held also as t = n + 1.5 * 2^23; the result
+ * normal), and 0 in the lanes where x < xmin: one VSCALEFPS masked by the
+ * compare, where the exponent add (AVX2's) takes a shift and an add. The
+ * same bits: scaling a normal result by 2^n is exact either way. */
+TA_VEC_FN vf vf_scale_pow2_or_zero(vf p, vf n, vf t, vf x, vf xmin) {
+    (void)t;
     __mmask16 keep = _mm512_cmp_ps_mask(x, xmin, _CMP_NLT_UQ);
-    vi e = _mm512_slli_epi32(_mm512_castps_si512(t), 23);
-    return _mm512_castsi512_ps(_mm512_maskz_add_epi32(keep, _mm512_castps_si512(p), e));
+    return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
 /* Transposes a 16 x 16 block held in 16 registers (4 shuffle stages of 16,
