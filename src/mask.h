@@ -27,18 +27,20 @@ typedef struct ta_window {
     int64_t seqlen_k;
 } ta_window;
 
-/* First key query i may see (may be >= seqlen_k: none). */
+/* First key query i may see (may be >= seqlen_k: none). A side may be any
+ * int64 up to INT64_MAX: it is compared before it is added, so a window
+ * wider than the sequence is the unbounded one, not an overflow. */
 static inline TA_HOST_DEVICE int64_t ta_first_key(const ta_window *w, int64_t i) {
-    if (w->left < 0) return 0;
-    int64_t j = i + w->offset - w->left;
-    return j < 0 ? 0 : j;
+    int64_t centre = i + w->offset; /* |i|, |offset| are token counts */
+    if (w->left < 0 || w->left >= centre) return 0;
+    return centre - w->left;
 }
 
 /* Last key query i may see (may be < 0: none). */
 static inline TA_HOST_DEVICE int64_t ta_last_key(const ta_window *w, int64_t i) {
-    if (w->right < 0) return w->seqlen_k - 1;
-    int64_t j = i + w->offset + w->right;
-    return j > w->seqlen_k - 1 ? w->seqlen_k - 1 : j;
+    int64_t centre = i + w->offset;
+    if (w->right < 0 || w->right >= w->seqlen_k - 1 - centre) return w->seqlen_k - 1;
+    return centre + w->right;
 }
 
 static inline TA_HOST_DEVICE int ta_key_visible(const ta_window *w, int64_t i, int64_t j) {

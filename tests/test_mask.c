@@ -75,6 +75,33 @@ Test(unit, mask_key_bounds) {
     cr_assert_eq(bad, 0, "%lld mismatches", (long long)bad);
 }
 
+/* A side wider than any sequence (up to INT64_MAX, which the API accepts)
+ * is the unbounded side: the same bounds as -1, and no signed overflow on
+ * the way (the sanitizer build halts on one). */
+Test(unit, mask_huge_sides) {
+    const int64_t huge[] = {INT64_MAX, INT64_MAX - 1, (int64_t)1 << 62, 1000};
+    const int64_t offsets[] = {0, 37, -37, 200, -200};
+    int64_t bad = 0;
+    for (size_t o = 0; o < sizeof offsets / sizeof offsets[0]; o++)
+        for (size_t h = 0; h < sizeof huge / sizeof huge[0]; h++)
+            for (int side = 0; side < 3; side++) { /* left, right, both */
+                ta_window w = {offsets[o], side != 1 ? huge[h] : 0, side != 0 ? huge[h] : 0, 64};
+                ta_window open = {offsets[o], side != 1 ? -1 : 0, side != 0 ? -1 : 0, 64};
+                for (int64_t i = 0; i < 100; i++)
+                    if ((ta_first_key(&w, i) != ta_first_key(&open, i) ||
+                         ta_last_key(&w, i) != ta_last_key(&open, i)) &&
+                        bad++ < 5)
+                        fprintf(stderr,
+                                "row %lld, offset %lld, side %d = %lld: [%lld, %lld] "
+                                "against [%lld, %lld] unbounded\n",
+                                (long long)i, (long long)offsets[o], side, (long long)huge[h],
+                                (long long)ta_first_key(&w, i), (long long)ta_last_key(&w, i),
+                                (long long)ta_first_key(&open, i),
+                                (long long)ta_last_key(&open, i));
+            }
+    cr_assert_eq(bad, 0, "%lld rows differ from the unbounded window", (long long)bad);
+}
+
 Test(unit, mask_classify_tile) {
     th_rng r;
     th_rng_seed(&r, 2);
