@@ -20,6 +20,7 @@
 #include "flags.h"
 #include "io.h"
 #include "npy.h"
+#include "paths.h"
 
 static const char *const CMD = "decode";
 
@@ -130,16 +131,20 @@ static int parse_args(int argc, char **argv, decode_paths *p, tileattn_decode_ar
         ta_cli_error(CMD, "--k-new and --v-new go together, with --k-cache-out and --v-cache-out");
         return -1;
     }
-    /* Each output is renamed into place in turn: two with one name would
-     * leave only the last (e.g. LSE's bytes under --out's name). */
-    const char *outs[4] = {p->out, p->lse, p->k_cache_out, p->v_cache_out};
-    for (int x = 0; x < 4; x++)
-        for (int y = x + 1; y < 4; y++)
-            if (outs[x] && outs[y] && strcmp(outs[x], outs[y]) == 0) {
-                ta_cli_error(CMD, "two outputs name the same file '%s'", outs[x]);
-                return -1;
-            }
-    return 0;
+    /* Each output is renamed into place in turn: two naming one file would
+     * leave only the last (e.g. LSE's bytes under --out's name), and the
+     * cache outputs must not replace the input caches. */
+    const ta_cli_path outputs[4] = {{"--out", p->out},
+                                    {"--lse", p->lse},
+                                    {"--k-cache-out", p->k_cache_out},
+                                    {"--v-cache-out", p->v_cache_out}};
+    const ta_cli_path inputs[11] = {
+        {"--q", p->q},           {"--k-cache", p->k_cache}, {"--v-cache", p->v_cache},
+        {"--k-pool", p->k_pool}, {"--v-pool", p->v_pool},   {"--block-table", p->block_table},
+        {"--k-new", p->k_new},   {"--v-new", p->v_new},     {"--cache-seqlens", p->cache_seqlens},
+        {"--alibi", p->alibi},   {"--sinks", p->sinks},
+    };
+    return ta_cli_check_paths(CMD, outputs, 4, inputs, 11);
 }
 
 int ta_cmd_decode(int argc, char **argv) {
@@ -266,8 +271,7 @@ int ta_cmd_decode(int argc, char **argv) {
         ok = ok && ta_npy_write_temp(paths.v_cache_out, cache_npy, 4, vc.shape, vc.data,
                                      &pending[n_pending++], err, sizeof err) == 0;
     }
-    for (int i = 0; i < n_pending && ok; i++)
-        ok = ta_npy_commit(&pending[i], err, sizeof err) == 0;
+    ok = ok && ta_npy_commit_all(pending, n_pending, err, sizeof err) == 0;
     if (!ok) {
         ta_cli_error(CMD, "%s", err);
         goto done;

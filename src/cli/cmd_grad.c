@@ -16,6 +16,7 @@
 #include "flags.h"
 #include "io.h"
 #include "npy.h"
+#include "paths.h"
 
 /* Reads a float array, checks its shape, converts it to dtype `to`. */
 static int load_shaped(const char *cmd, const char *path, int ndim, const int64_t *shape,
@@ -139,10 +140,11 @@ int ta_cmd_grad(int argc, char **argv) {
         ta_cli_error(cmd, "--o and --lse go together (or neither: the forward runs)");
         return TA_EXIT_USAGE;
     }
-    if (!strcmp(paths.dq, paths.dk) || !strcmp(paths.dq, paths.dv) || !strcmp(paths.dk, paths.dv)) {
-        ta_cli_error(cmd, "--dq, --dk and --dv must name three different files");
-        return TA_EXIT_USAGE;
-    }
+    const ta_cli_path outputs[3] = {{"--dq", paths.dq}, {"--dk", paths.dk}, {"--dv", paths.dv}};
+    ta_cli_path inputs[12] = {{"--q", paths.q},    {"--k", paths.k}, {"--v", paths.v},
+                              {"--do", paths.d_o}, {"--o", paths.o}, {"--lse", paths.lse}};
+    int n_inputs = 6 + ta_cli_problem_inputs(&problem, inputs + 6);
+    if (ta_cli_check_paths(cmd, outputs, 3, inputs, n_inputs) != 0) return TA_EXIT_USAGE;
 
     status = TA_EXIT_USAGE;
     ta_cli_inputs in;
@@ -216,11 +218,10 @@ int ta_cmd_grad(int argc, char **argv) {
             ta_cli_error(cmd, "%s", err);
             goto done;
         }
-    for (int t = 0; t < 3; t++)
-        if (ta_npy_commit(&pending[t], err, sizeof err) != 0) {
-            ta_cli_error(cmd, "%s", err);
-            goto done;
-        }
+    if (ta_npy_commit_all(pending, 3, err, sizeof err) != 0) {
+        ta_cli_error(cmd, "%s", err);
+        goto done;
+    }
     status = TA_EXIT_OK;
 
 done:

@@ -14,6 +14,7 @@
 #include "flags.h"
 #include "io.h"
 #include "npy.h"
+#include "paths.h"
 
 #ifdef TILEATTN_CLI_HAVE_CUDA
 #include "tileattn_cuda.h"
@@ -88,15 +89,15 @@ int ta_cmd_run(int argc, char **argv) {
         return TA_EXIT_USAGE;
     }
 #endif
-    if (lse_path != NULL && strcmp(lse_path, out_path) == 0) {
-        ta_cli_error(cmd, "--out and --lse name the same file");
-        return TA_EXIT_USAGE;
-    }
+    const ta_cli_path outputs[2] = {{"--out", out_path}, {"--lse", lse_path}};
+    ta_cli_path inputs[9] = {{"--q", q_path}, {"--k", k_path}, {"--v", v_path}};
+    int n_inputs = 3 + ta_cli_problem_inputs(&problem, inputs + 3);
+    if (ta_cli_check_paths(cmd, outputs, 2, inputs, n_inputs) != 0) return TA_EXIT_USAGE;
 
     int status = TA_EXIT_USAGE;
     void *o = NULL;
     float *lse = NULL;
-    ta_npy_pending o_pending = {0}, lse_pending = {0};
+    ta_npy_pending pending[2] = {{0}}; /* O, LSE */
     ta_cli_inputs in;
     tileattn_forward_args args;
     if (ta_cli_load_problem(cmd, &problem, q_path, k_path, v_path, 0, &in, &args) != 0) goto done;
@@ -148,25 +149,24 @@ int ta_cmd_run(int argc, char **argv) {
 
     char err[TA_NPY_ERR_LEN];
     ta_npy_dtype o_dtype = in.q.dtype;
-    if (ta_npy_write_temp(out_path, o_dtype, o_ndim, o_shape, o, &o_pending, err, sizeof err) !=
+    if (ta_npy_write_temp(out_path, o_dtype, o_ndim, o_shape, o, &pending[0], err, sizeof err) !=
             0 ||
         (lse_path != NULL && ta_npy_write_temp(lse_path, TA_NPY_F32, lse_ndim, lse_shape, lse,
-                                               &lse_pending, err, sizeof err) != 0)) {
+                                               &pending[1], err, sizeof err) != 0)) {
         ta_cli_error(cmd, "%s", err);
         goto done;
     }
-    /* Both files are complete on disk; only the renames remain, which fail
-     * only if the directory itself changes under us. */
-    if (ta_npy_commit(&o_pending, err, sizeof err) != 0 ||
-        (lse_path != NULL && ta_npy_commit(&lse_pending, err, sizeof err) != 0)) {
+    /* Both files are complete on disk; only the renames remain, and a
+     * failed second one puts the first target back. */
+    if (ta_npy_commit_all(pending, lse_path != NULL ? 2 : 1, err, sizeof err) != 0) {
         ta_cli_error(cmd, "%s", err);
         goto done;
     }
     status = TA_EXIT_OK;
 
 done:
-    ta_npy_discard(&o_pending);
-    ta_npy_discard(&lse_pending);
+    ta_npy_discard(&pending[0]);
+    ta_npy_discard(&pending[1]);
     free(o);
     free(lse);
     ta_cli_inputs_free(&in);

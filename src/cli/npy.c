@@ -11,7 +11,7 @@
  * the header's encoding from latin-1 to utf-8, which the small grammar
  * accepted here (ASCII keys, dtype strings, integers) does not see.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* POSIX 2008 with realpath and S_ISVTX */
 
 #include "npy.h"
 
@@ -831,23 +831,101 @@ static size_t build_header(unsigned char *out, size_t cap, ta_npy_dtype dtype, i
     return padded;
 }
 
-/* The permissions a newly created file would get: the target's if it exists,
- * else 0666 minus the umask (mkstemp itself uses 0600). Fails if the target
- * is a directory, which no rename could replace: finding that out before
- * writing keeps a pair of outputs from being half replaced. */
-static int target_mode(const char *path, mode_t *mode) {
+/* The longest file name (one path component) Linux accepts. */
+#define TA_NAME_MAX 255
+
+/* A name beside path for a temporary or backup file: "<name>.<tag>.XXXXXX"
+ * (for mkstemp), with <name> cut short where the whole would pass
+ * TA_NAME_MAX, so that a legal target name never makes the temporary one
+ * illegal. NULL when out of memory. */
+static char *sibling_template(const char *path, const char *tag) {
+    const char *slash = strrchr(path, '/');
+    size_t dir_len = slash != NULL ? (size_t)(slash - path) + 1 : 0;
+    size_t name_len = strlen(path + dir_len), extra = strlen(tag) + 8; /* ".tag.XXXXXX" */
+    size_t keep = name_len + extra <= TA_NAME_MAX ? name_len : TA_NAME_MAX - extra;
+    char *t = malloc(dir_len + keep + extra + 1);
+    if (t == NULL) return NULL;
+    memcpy(t, path, dir_len + keep);
+    snprintf(t + dir_len + keep, extra + 1, ".%s.XXXXXX", tag);
+    return t;
+}
+
+typedef enum target_kind {
+    TARGET_NEW,    /* nothing there yet */
+    TARGET_FILE,   /* a regular file: replaced by a rename */
+    TARGET_STREAM, /* a character device (/dev/null) or a FIFO: written in place */
+} target_kind;
+
+/* What path names, before anything is written: a directory, a block
+ * device or a socket is refused (no rename could replace it sensibly); a
+ * symbolic link to a file resolves to that file, so the link stays a link;
+ * a file in a sticky directory that belongs to someone else is refused
+ * too, since the rename over it would fail after the other outputs were
+ * in place. *mode: the permissions the new file gets (the target's, else
+ * 0666 minus the umask; mkstemp itself uses 0600). *resolved: where to
+ * write, to be freed. */
+static int inspect_target(const char *path, char **resolved, target_kind *kind, mode_t *mode,
+                          char *err, size_t err_len) {
     struct stat st;
-    if (stat(path, &st) == 0) {
-        if (S_ISDIR(st.st_mode)) return -1;
-        if (S_ISREG(st.st_mode)) {
-            *mode = st.st_mode & 07777;
-            return 0;
+    *resolved = NULL;
+    if (stat(path, &st) != 0) {
+        mode_t mask = umask(0);
+        umask(mask);
+        *mode = 0666 & ~mask;
+        *kind = TARGET_NEW;
+    } else if (S_ISDIR(st.st_mode)) {
+        set_error(err, err_len, path, "is a directory");
+        return -1;
+    } else if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) {
+        *kind = TARGET_STREAM;
+    } else if (!S_ISREG(st.st_mode)) {
+        set_error(err, err_len, path, "is not a regular file (nor a character device or a FIFO)");
+        return -1;
+    } else {
+        *mode = st.st_mode & 07777;
+        *kind = TARGET_FILE;
+    }
+    struct stat link_st;
+    if (*kind == TARGET_FILE && lstat(path, &link_st) == 0 && S_ISLNK(link_st.st_mode))
+        *resolved = realpath(path, NULL);
+    else
+        *resolved = strdup(path);
+    if (*resolved == NULL) {
+        set_error(err, err_len, path, "cannot resolve it: %s", strerror(errno));
+        return -1;
+    }
+    if (*kind == TARGET_FILE && geteuid() != 0 && st.st_uid != geteuid()) {
+        char *dir = strdup(*resolved);
+        char *slash = dir != NULL ? strrchr(dir, '/') : NULL;
+        struct stat dir_st;
+        int sticky = 0;
+        if (dir != NULL) {
+            if (slash == NULL)
+                sticky = stat(".", &dir_st) == 0;
+            else {
+                slash[slash == dir ? 1 : 0] = '\0';
+                sticky = stat(dir, &dir_st) == 0;
+            }
+            sticky = sticky && (dir_st.st_mode & S_ISVTX) && dir_st.st_uid != geteuid();
+        }
+        free(dir);
+        if (sticky) {
+            set_error(err, err_len, path,
+                      "belongs to another user in a sticky directory: it cannot be replaced");
+            free(*resolved);
+            *resolved = NULL;
+            return -1;
         }
     }
-    mode_t mask = umask(0);
-    umask(mask);
-    *mode = 0666 & ~mask;
     return 0;
+}
+
+static int write_npy(int fd, const unsigned char *header, size_t header_bytes, const void *data,
+                     size_t data_bytes) {
+    return write_full(fd, header, header_bytes) != 0 ||
+                   (data_bytes > 0 && write_full(fd, data, data_bytes) != 0)
+               ? -1
+               : 0;
 }
 
 int ta_npy_write_temp(const char *path, ta_npy_dtype dtype, int ndim, const int64_t *shape,
@@ -885,26 +963,32 @@ int ta_npy_write_temp(const char *path, ta_npy_dtype dtype, int ndim, const int6
         return -1;
     }
 
-    mode_t mode;
-    if (target_mode(path, &mode) != 0) {
-        set_error(err, err_len, path, "is a directory");
-        return -1;
+    mode_t mode = 0;
+    target_kind kind;
+    char *target;
+    if (inspect_target(path, &target, &kind, &mode, err, err_len) != 0) return -1;
+
+    if (kind == TARGET_STREAM) { /* nothing to keep or replace: write it now */
+        int fd = open(target, O_WRONLY | O_CLOEXEC);
+        int failed = fd < 0 || write_npy(fd, header, header_bytes, data, data_bytes) != 0;
+        int saved_errno = errno;
+        if (fd >= 0 && close(fd) != 0 && !failed) failed = 1, saved_errno = errno;
+        if (failed) {
+            set_error(err, err_len, path, "write failed: %s", strerror(saved_errno));
+            free(target);
+            return -1;
+        }
+        pending->path = target;
+        pending->written = 1;
+        return 0;
     }
 
-    static const char suffix[] = ".tmp.XXXXXX";
-    size_t path_len = strlen(path);
-    char *tmp_path = malloc(path_len + sizeof suffix);
-    char *target = malloc(path_len + 1);
-    if (tmp_path == NULL || target == NULL) {
-        free(tmp_path);
+    char *tmp_path = sibling_template(target, "tmp");
+    if (tmp_path == NULL) {
         free(target);
         set_error(err, err_len, path, "out of memory");
         return -1;
     }
-    memcpy(tmp_path, path, path_len);
-    memcpy(tmp_path + path_len, suffix, sizeof suffix);
-    memcpy(target, path, path_len + 1);
-
     int fd = mkstemp(tmp_path);
     if (fd < 0) {
         set_error(err, err_len, path, "cannot create a temporary file beside it: %s",
@@ -916,8 +1000,7 @@ int ta_npy_write_temp(const char *path, ta_npy_dtype dtype, int ndim, const int6
     const char *failed = NULL;
     if (fchmod(fd, mode) != 0)
         failed = "cannot set permissions";
-    else if (write_full(fd, header, header_bytes) != 0 ||
-             (data_bytes > 0 && write_full(fd, data, data_bytes) != 0))
+    else if (write_npy(fd, header, header_bytes, data, data_bytes) != 0)
         failed = "write failed";
     else if (fsync(fd) != 0)
         failed = "fsync failed";
@@ -963,32 +1046,103 @@ static void sync_parent_dir(const char *path) {
     free(dir);
 }
 
-int ta_npy_commit(ta_npy_pending *pending, char *err, size_t err_len) {
-    if (pending->tmp_path == NULL) {
-        set_error(err, err_len, pending->path, "nothing to commit");
-        return -1;
+/* A second name for the existing file at path, beside it, so that it can
+ * be put back if a later rename of the same commit fails. NULL if none
+ * could be made (a file system without hard links, say). */
+static char *link_backup(const char *path) {
+    for (int attempt = 0; attempt < 8; attempt++) {
+        char *name = sibling_template(path, "bak");
+        if (name == NULL) return NULL;
+        int fd = mkstemp(name); /* reserves a fresh name */
+        if (fd < 0) {
+            free(name);
+            return NULL;
+        }
+        close(fd);
+        unlink(name);
+        if (link(path, name) == 0) return name;
+        int e = errno;
+        free(name);
+        if (e != EEXIST) return NULL; /* EEXIST: the name was taken meanwhile */
     }
-    int status = 0;
-    if (rename(pending->tmp_path, pending->path) != 0) {
-        set_error(err, err_len, pending->path, "cannot rename the temporary file over it: %s",
-                  strerror(errno));
-        unlink(pending->tmp_path);
-        status = -1;
-    } else {
-        sync_parent_dir(pending->path);
-    }
-    free(pending->tmp_path);
-    free(pending->path);
-    memset(pending, 0, sizeof *pending);
-    return status;
+    return NULL;
 }
 
-void ta_npy_discard(ta_npy_pending *pending) {
-    if (pending == NULL) return;
+static void release(ta_npy_pending *pending) {
     if (pending->tmp_path != NULL) unlink(pending->tmp_path);
     free(pending->tmp_path);
     free(pending->path);
     memset(pending, 0, sizeof *pending);
+}
+
+int ta_npy_commit_all(ta_npy_pending *pending, int n, char *err, size_t err_len) {
+    enum { MAX = 8 };
+    if (n < 0 || n > MAX) {
+        set_error(err, err_len, NULL, "cannot commit %d files at once", n);
+        for (int i = 0; i < n; i++)
+            release(&pending[i]);
+        return -1;
+    }
+    char *backup[MAX] = {NULL};
+    int existed[MAX] = {0}, renamed[MAX] = {0}, failed_at = -1;
+    for (int i = 0; i < n && failed_at < 0; i++) {
+        if (pending[i].tmp_path == NULL) {
+            if (!pending[i].written) {
+                set_error(err, err_len, pending[i].path, "nothing to commit");
+                failed_at = i;
+            }
+            continue;
+        }
+        struct stat st;
+        existed[i] = lstat(pending[i].path, &st) == 0;
+        /* Only a file that a later rename could still leave replaced needs
+         * a way back. */
+        int later = 0;
+        for (int j = i + 1; j < n; j++)
+            later |= pending[j].tmp_path != NULL;
+        if (existed[i] && later) backup[i] = link_backup(pending[i].path);
+        if (rename(pending[i].tmp_path, pending[i].path) != 0) {
+            set_error(err, err_len, pending[i].path, "cannot rename the temporary file over it: %s",
+                      strerror(errno));
+            failed_at = i;
+        } else {
+            renamed[i] = 1;
+            free(pending[i].tmp_path);
+            pending[i].tmp_path = NULL;
+        }
+    }
+    if (failed_at >= 0) { /* put back what this commit already replaced */
+        for (int i = 0; i < failed_at; i++) {
+            if (!renamed[i]) continue;
+            if (backup[i] != NULL && rename(backup[i], pending[i].path) == 0) {
+                free(backup[i]);
+                backup[i] = NULL;
+            } else if (!existed[i]) {
+                unlink(pending[i].path);
+            } else if (err != NULL && err_len > 0) { /* say so: the promise was not kept */
+                size_t used = strlen(err);
+                snprintf(err + used, err_len - used, " (%s was already replaced)", pending[i].path);
+            }
+        }
+    } else {
+        for (int i = 0; i < n; i++)
+            if (renamed[i]) sync_parent_dir(pending[i].path);
+    }
+    for (int i = 0; i < n; i++) {
+        if (backup[i] != NULL) unlink(backup[i]);
+        free(backup[i]);
+        release(&pending[i]);
+    }
+    return failed_at >= 0 ? -1 : 0;
+}
+
+int ta_npy_commit(ta_npy_pending *pending, char *err, size_t err_len) {
+    return ta_npy_commit_all(pending, 1, err, err_len);
+}
+
+void ta_npy_discard(ta_npy_pending *pending) {
+    if (pending == NULL) return;
+    release(pending);
 }
 
 int ta_npy_write(const char *path, ta_npy_dtype dtype, int ndim, const int64_t *shape,

@@ -101,20 +101,31 @@ uint16_t ta_npy_float_to_half(float value);
 
 /* A file written but not yet in place: see ta_npy_write_temp. */
 typedef struct ta_npy_pending {
-    char *path;     /* the target */
+    char *path;     /* the target (a symbolic link resolved to its file) */
     char *tmp_path; /* "<path>.tmp.XXXXXX", in the target's directory */
+    int written;    /* a stream target, already written in place */
 } ta_npy_pending;
 
 /* Writes the array (ndim dims of shape, data of count * dtype size bytes) to
  * a new temporary file beside path, fsync'ed, with the target's permissions
  * if it exists (else 0666 minus the umask). Nothing at path changes until
- * ta_npy_commit; on failure no temporary file is left. */
+ * ta_npy_commit; on failure no temporary file is left. A target that is a
+ * stream (a character device such as /dev/null, or a FIFO) has nothing to
+ * replace: it is written here, in place. A directory, a block device, a
+ * socket, or another user's file in a sticky directory is refused before
+ * anything is written. */
 int ta_npy_write_temp(const char *path, ta_npy_dtype dtype, int ndim, const int64_t *shape,
                       const void *data, ta_npy_pending *pending, char *err, size_t err_len);
 
-/* Renames the temporary file over the target. On failure the temporary file
- * is removed and the target is unchanged. The pending file is released
- * either way. */
+/* Renames the temporary files over their targets, in order: all of them or
+ * none. When a rename fails, the targets this call already replaced are
+ * put back (from a hard link made just before each rename; one that could
+ * not be made leaves that target replaced), the rest stay as they were,
+ * and the temporary files are removed. The pending files are released
+ * either way. At most 8. */
+int ta_npy_commit_all(ta_npy_pending *pending, int n, char *err, size_t err_len);
+
+/* ta_npy_commit_all of one file. */
 int ta_npy_commit(ta_npy_pending *pending, char *err, size_t err_len);
 
 /* Removes the temporary file, leaving the target alone. Safe to call on a

@@ -838,6 +838,31 @@ Test(cli, bad_flags_and_numbers) {
                                     tu_path("o.npy"),
                                     NULL};
     expect_usage_error("--out = --lse", same_out, "same file");
+    /* The same file spelled two ways, and an output over an input. */
+    const char *const same_out_spelled[] = {"run",
+                                            "--q",
+                                            tu_path("q.npy"),
+                                            "--k",
+                                            tu_path("k.npy"),
+                                            "--v",
+                                            tu_path("v.npy"),
+                                            "--out",
+                                            tu_path("o.npy"),
+                                            "--lse",
+                                            tu_path("./o.npy"),
+                                            NULL};
+    expect_usage_error("--out = ./--lse", same_out_spelled, "same file");
+    const char *const out_is_input[] = {"run",
+                                        "--q",
+                                        tu_path("q.npy"),
+                                        "--k",
+                                        tu_path("k.npy"),
+                                        "--v",
+                                        tu_path("v.npy"),
+                                        "--out",
+                                        tu_path("./k.npy"),
+                                        NULL};
+    expect_usage_error("--out = --k", out_is_input, "input file of --k");
     const char *const check_bad[] = {"check", "--q", tu_path("q.npy"), "--atol", "-1", NULL};
     expect_usage_error("check --atol -1", check_bad, ">= 0");
     const char *const info_bad[] = {"info", "--head-dim", "100000", NULL};

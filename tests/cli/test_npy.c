@@ -510,6 +510,90 @@ Test(npy, pending_writes_change_nothing_until_committed) {
     cr_assert_eq(tu_count_entries(), 1);
 }
 
+static void expect_bytes(const char *path, const char *bytes) {
+    size_t len;
+    char *got = tu_read_file(path, &len);
+    cr_assert_not_null(got, "%s unreadable", path);
+    cr_expect(len == strlen(bytes) && memcmp(got, bytes, len) == 0, "%s: got '%.*s', want '%s'",
+              path, (int)len, got, bytes);
+    free(got);
+}
+
+/* Several outputs commit together or not at all: a failed rename puts back
+ * the targets the same commit had already replaced. */
+Test(npy, commit_all_puts_back_what_it_replaced) {
+    float data[2] = {1, 2};
+    int64_t shape[1] = {2};
+    char err[TA_NPY_ERR_LEN];
+    const char *a = tu_path("a.npy"), *b = tu_path("b.npy"), *c = tu_path("c.npy");
+    cr_assert_eq(tu_write_file(a, "old a", 5), 0);
+    cr_assert_eq(tu_write_file(b, "old b", 5), 0);
+    ta_npy_pending p[3];
+    cr_assert_eq(ta_npy_write_temp(a, TA_NPY_F32, 1, shape, data, &p[0], err, sizeof err), 0);
+    cr_assert_eq(ta_npy_write_temp(c, TA_NPY_F32, 1, shape, data, &p[1], err, sizeof err), 0);
+    cr_assert_eq(ta_npy_write_temp(b, TA_NPY_F32, 1, shape, data, &p[2], err, sizeof err), 0);
+    /* b's rename will fail: a directory took its place meanwhile. */
+    cr_assert_eq(unlink(b), 0);
+    cr_assert_eq(mkdir(b, 0700), 0);
+    cr_assert_eq(ta_npy_commit_all(p, 3, err, sizeof err), -1);
+    cr_assert_not_null(strstr(err, "b.npy"), "%s", err);
+    expect_bytes(a, "old a");    /* replaced, then put back */
+    cr_assert_not(tu_exists(c)); /* created, then removed: it did not exist */
+    cr_assert_not(tu_has_temp_leftovers());
+    cr_assert_eq(rmdir(b), 0);
+
+    /* The same three, nothing in the way: all replaced, no backups left. */
+    cr_assert_eq(tu_write_file(b, "old b", 5), 0);
+    cr_assert_eq(ta_npy_write_temp(a, TA_NPY_F32, 1, shape, data, &p[0], err, sizeof err), 0);
+    cr_assert_eq(ta_npy_write_temp(c, TA_NPY_F32, 1, shape, data, &p[1], err, sizeof err), 0);
+    cr_assert_eq(ta_npy_write_temp(b, TA_NPY_F32, 1, shape, data, &p[2], err, sizeof err), 0);
+    cr_assert_eq(ta_npy_commit_all(p, 3, err, sizeof err), 0, "%s", err);
+    const char *all[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        ta_npy_array x;
+        cr_assert_eq(ta_npy_read(all[i], &x, err, sizeof err), 0, "%s", err);
+        cr_expect_eq(((float *)x.data)[1], 2.0f);
+        ta_npy_free(&x);
+    }
+    cr_assert_not(tu_has_temp_leftovers());
+    cr_assert_eq(tu_count_entries(), 3);
+}
+
+/* Targets that are not plain files: a stream is written in place (a
+ * rename would replace /dev/null itself), a symbolic link is followed (it
+ * stays a link), and a name near the file-name limit still leaves room
+ * for the temporary file's suffix. */
+Test(npy, writes_streams_links_and_long_names) {
+    float data[2] = {1, 2};
+    int64_t shape[1] = {2};
+    char err[TA_NPY_ERR_LEN];
+    cr_assert_eq(ta_npy_write("/dev/null", TA_NPY_F32, 1, shape, data, err, sizeof err), 0, "%s",
+                 err);
+    struct stat st;
+    cr_assert_eq(stat("/dev/null", &st), 0);
+    cr_assert(S_ISCHR(st.st_mode), "/dev/null is no longer a character device");
+
+    const char *real = tu_path("real.npy"), *link_path = tu_path("link.npy");
+    cr_assert_eq(tu_write_file(real, "old", 3), 0);
+    cr_assert_eq(symlink("real.npy", link_path), 0);
+    cr_assert_eq(ta_npy_write(link_path, TA_NPY_F32, 1, shape, data, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(lstat(link_path, &st), 0);
+    cr_assert(S_ISLNK(st.st_mode), "the link was replaced by a file");
+    ta_npy_array x;
+    cr_assert_eq(ta_npy_read(real, &x, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(((float *)x.data)[1], 2.0f);
+    ta_npy_free(&x);
+
+    char name[256];
+    memset(name, 'n', 251);
+    memcpy(name + 251, ".npy", 5); /* 255 bytes, the longest a name may be */
+    cr_assert_eq(ta_npy_write(tu_path(name), TA_NPY_F32, 1, shape, data, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert(tu_exists(tu_path(name)));
+    cr_assert_not(tu_has_temp_leftovers());
+}
+
 /* ------------------------------------------------------------------------ */
 /* Conversions. */
 

@@ -115,7 +115,8 @@ static int scan_work_dir(int *leftovers) {
     while ((entry = readdir(d)) != NULL) {
         if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
         count++;
-        if (strstr(entry->d_name, ".tmp.") != NULL) *leftovers = 1;
+        if (strstr(entry->d_name, ".tmp.") != NULL || strstr(entry->d_name, ".bak.") != NULL)
+            *leftovers = 1;
     }
     closedir(d);
     return count;

@@ -32,7 +32,8 @@ int tu_exists(const char *path);
 /* Number of entries in the temp directory, not counting . and .. */
 int tu_count_entries(void);
 
-/* 1 if some entry of the temp directory contains ".tmp." in its name. */
+/* 1 if some entry of the temp directory contains ".tmp." (a temporary
+ * file) or ".bak." (a commit's backup link) in its name. */
 int tu_has_temp_leftovers(void);
 
 /* Runs $TILEATTN_CLI with the NULL-terminated arguments (without argv[0]),
