@@ -338,8 +338,9 @@ typedef struct tileattn_decode_args {
      * uses (k < ceil(Sk_b / block_size)) must lie in [0, num_blocks); the
      * rest are never read. The capacity of a sequence is
      * max_blocks_per_seq * block_size. A block that receives appended
-     * tokens must belong to one sequence only (shared prefix blocks are
-     * fine as long as they are full). */
+     * tokens must belong to one sequence only and appear once in its row:
+     * no other entry, of any sequence, may name it (prefix blocks that no
+     * sequence appends into may be shared freely). */
     const int32_t *block_table; /* [B, max_blocks_per_seq] */
     int64_t block_table_stride; /* elements between rows; 0 = max_blocks_per_seq */
     int64_t num_blocks;
@@ -383,9 +384,9 @@ void tileattn_decode_args_init(tileattn_decode_args *args);
  * block-table entry and cache length. Errors: TILEATTN_ERR_NULL_POINTER,
  * TILEATTN_ERR_BAD_SIZE (a cache length negative or beyond capacity, before
  * or after the append; a block-table entry outside [0, num_blocks)),
- * TILEATTN_ERR_SHAPE_MISMATCH (a block receiving appended tokens from two
- * sequences; overlapping strides), TILEATTN_ERR_OVERFLOW, TILEATTN_ERR_BAD_VALUE,
- * TILEATTN_ERR_BAD_DTYPE. */
+ * TILEATTN_ERR_SHAPE_MISMATCH (a block receiving appended tokens that
+ * another block-table entry also names; overlapping strides),
+ * TILEATTN_ERR_OVERFLOW, TILEATTN_ERR_BAD_VALUE, TILEATTN_ERR_BAD_DTYPE. */
 tileattn_status tileattn_validate_decode(const tileattn_decode_args *args);
 
 /* Decoding attention: appends K_new/V_new (if set) into the cache, then

@@ -30,35 +30,44 @@ static int is_activation_dtype(tileattn_dtype d) {
     return d == TILEATTN_F32 || d == TILEATTN_F16 || d == TILEATTN_BF16;
 }
 
-typedef struct block_owner {
-    int64_t block, seq;
-} block_owner;
-
-static int compare_owner(const void *x, const void *y) {
-    const block_owner *a = x, *b = y;
-    if (a->block != b->block) return a->block < b->block ? -1 : 1;
-    return (a->seq > b->seq) - (a->seq < b->seq);
+static int compare_block(const void *x, const void *y) {
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
 }
 
 /* Appending writes (and, for int8, requantizes) whole blocks from one thread
- * per sequence: a block that two sequences append into would be raced on
- * and would mix their tokens. Prefix blocks shared read-only are fine. */
-static tileattn_status check_append_blocks_unshared(const tileattn_decode_args *a, int64_t stride) {
+ * per sequence, so a block that a sequence appends into must be its alone,
+ * at one place in its table: another sequence appending into it would race
+ * and mix their tokens, one reading it as a prefix would have its tokens
+ * overwritten, and the same sequence listing it twice would overwrite its
+ * own. Prefix blocks that no sequence appends into may be shared freely.
+ * Cost: a sort of the append blocks (about B x (Sq_new / P + 1)), then a
+ * binary search for each block in use, which the range check reads anyway. */
+static tileattn_status check_append_blocks_owned(const tileattn_decode_args *a, int64_t stride) {
     int64_t per_seq = (a->seqlen_new + a->block_size - 1) / a->block_size + 1, count = 0;
-    block_owner *owners = malloc((size_t)(a->batch * per_seq) * sizeof *owners);
-    if (!owners) return TILEATTN_ERR_OUT_OF_MEMORY;
+    int64_t *appended = malloc((size_t)(a->batch * per_seq) * sizeof *appended);
+    if (!appended) return TILEATTN_ERR_OUT_OF_MEMORY;
     for (int64_t b = 0; b < a->batch; b++) {
         int64_t first = a->cache_seqlens[b] / a->block_size;
         int64_t last = (a->cache_seqlens[b] + a->seqlen_new - 1) / a->block_size;
         for (int64_t k = first; k <= last; k++)
-            owners[count++] = (block_owner){a->block_table[b * stride + k], b};
+            appended[count++] = a->block_table[b * stride + k];
     }
-    qsort(owners, (size_t)count, sizeof *owners, compare_owner);
+    qsort(appended, (size_t)count, sizeof *appended, compare_block);
     tileattn_status st = TILEATTN_OK;
-    for (int64_t i = 1; i < count; i++)
-        if (owners[i].block == owners[i - 1].block && owners[i].seq != owners[i - 1].seq)
-            st = TILEATTN_ERR_SHAPE_MISMATCH;
-    free(owners);
+    for (int64_t i = 1; i < count; i++) /* two appends into one block */
+        if (appended[i] == appended[i - 1]) st = TILEATTN_ERR_SHAPE_MISMATCH;
+    for (int64_t b = 0; b < a->batch && st == TILEATTN_OK; b++) {
+        int64_t prefix = a->cache_seqlens[b] / a->block_size; /* blocks before its appends */
+        for (int64_t k = 0; k < prefix; k++) {
+            int64_t block = a->block_table[b * stride + k];
+            if (bsearch(&block, appended, (size_t)count, sizeof *appended, compare_block)) {
+                st = TILEATTN_ERR_SHAPE_MISMATCH; /* read here, appended into elsewhere */
+                break;
+            }
+        }
+    }
+    free(appended);
     return st;
 }
 
@@ -77,7 +86,7 @@ static tileattn_status check_cache_contents(const tileattn_decode_args *a, int64
             CHECK(block >= 0 && block < a->num_blocks, TILEATTN_ERR_BAD_SIZE);
         }
     }
-    if (a->block_table && appended) return check_append_blocks_unshared(a, stride);
+    if (a->block_table && appended) return check_append_blocks_owned(a, stride);
     return TILEATTN_OK;
 }
 

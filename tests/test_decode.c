@@ -956,6 +956,18 @@ static void spoil_shared_append_block(tileattn_decode_args *a, dproblem *p) {
     const int32_t *lens = a->cache_seqlens;
     t[p->c.max_blocks + lens[1] / p->c.block_size] = t[lens[0] / p->c.block_size];
 }
+static void spoil_prefix_is_append_block(tileattn_decode_args *a, dproblem *p) {
+    /* Sequence 1 reads, as its first block, the block sequence 0 appends into. */
+    int32_t *t = (int32_t *)a->block_table;
+    if (!t) return;
+    t[p->c.max_blocks] = t[a->cache_seqlens[0] / p->c.block_size];
+}
+static void spoil_own_block_twice(tileattn_decode_args *a, dproblem *p) {
+    /* Sequence 0 lists its append block again as its first block. */
+    int32_t *t = (int32_t *)a->block_table;
+    if (!t) return;
+    t[0] = t[a->cache_seqlens[0] / p->c.block_size];
+}
 static void spoil_capacity_overflow(tileattn_decode_args *a, dproblem *p) {
     (void)p;
     a->max_blocks_per_seq = INT64_MAX / 2;
@@ -984,6 +996,10 @@ Test(decode, bad_tables_refused_nothing_written) {
                    "length + appended > capacity");
     expect_refused(&p, spoil_shared_append_block, TILEATTN_ERR_SHAPE_MISMATCH,
                    "two sequences append into one block");
+    expect_refused(&p, spoil_prefix_is_append_block, TILEATTN_ERR_SHAPE_MISMATCH,
+                   "a prefix block of one sequence is another's append block");
+    expect_refused(&p, spoil_own_block_twice, TILEATTN_ERR_SHAPE_MISMATCH,
+                   "a sequence lists its append block twice");
     expect_refused(&p, spoil_capacity_overflow, TILEATTN_ERR_OVERFLOW, "capacity overflows");
     expect_refused(&p, spoil_stride_overflow, TILEATTN_ERR_OVERFLOW, "cache extent overflows");
     expect_refused(&p, spoil_half_append, TILEATTN_ERR_NULL_POINTER, "K_new without V_new");
