@@ -70,6 +70,46 @@ static int same_shape(const char *path, const ta_npy_array *a, int ndim, const i
     return -1;
 }
 
+/* The library's checks of sizes, lengths and the block table, restated
+ * here with the file and value at fault: its status names only the kind of
+ * error ("a size is zero, negative or out of range"). */
+static int check_sizes(const char *path, const ta_npy_array *a) {
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] < 1) {
+            char shape[256];
+            ta_cli_format_shape(shape, sizeof shape, a->ndim, a->shape);
+            ta_cli_error(CMD, "%s: shape %s has an empty axis", path, shape);
+            return -1;
+        }
+    return 0;
+}
+
+static int check_cache_contents(const decode_paths *p, const ta_npy_array *lens,
+                                const ta_npy_array *table, int64_t num_blocks, int64_t block_size,
+                                int64_t capacity, int64_t appended) {
+    const int32_t *len = lens->data;
+    for (int64_t b = 0; b < lens->shape[0]; b++) {
+        if (len[b] < 0 || len[b] > capacity || len[b] + appended > capacity) {
+            ta_cli_error(
+                CMD,
+                "%s: sequence %lld holds %d tokens and appends %lld; the cache has room for %lld",
+                p->cache_seqlens, (long long)b, (int)len[b], (long long)appended,
+                (long long)capacity);
+            return -1;
+        }
+        if (table == NULL) continue;
+        const int32_t *row = (const int32_t *)table->data + b * table->shape[1];
+        for (int64_t k = 0; k < (len[b] + appended + block_size - 1) / block_size; k++)
+            if (row[k] < 0 || row[k] >= num_blocks) {
+                ta_cli_error(
+                    CMD, "%s: sequence %lld, entry %lld is block %d, outside the pool's %lld",
+                    p->block_table, (long long)b, (long long)k, (int)row[k], (long long)num_blocks);
+                return -1;
+            }
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, decode_paths *p, tileattn_decode_args *a) {
     struct {
         const char *flag;
@@ -215,6 +255,29 @@ int ta_cmd_decode(int argc, char **argv) {
         goto done;
     if (paths.sinks && (load(paths.sinks, 1, TA_NPY_F32, &sinks) != 0 ||
                         same_shape(paths.sinks, &sinks, 1, h_shape) != 0))
+        goto done;
+
+    if (check_sizes(paths.q, &q) != 0 || check_sizes(k_path, &kc) != 0 ||
+        check_sizes(v_path, &vc) != 0 || (paged && check_sizes(paths.block_table, &table) != 0))
+        goto done;
+    if (D > TILEATTN_MAX_HEAD_DIM || dv > TILEATTN_MAX_HEAD_DIM) {
+        ta_cli_error(CMD, "%s, %s: head dimensions %lld and %lld; at most %d are supported",
+                     paths.q, v_path, (long long)D, (long long)dv, TILEATTN_MAX_HEAD_DIM);
+        goto done;
+    }
+    if (H % hk != 0) {
+        ta_cli_error(CMD, "%s: %lld KV heads do not divide the %lld query heads of %s", k_path,
+                     (long long)hk, (long long)H, paths.q);
+        goto done;
+    }
+    int64_t capacity = kc.shape[1];
+    if (paged && __builtin_mul_overflow(table.shape[1], kc.shape[1], &capacity)) {
+        ta_cli_error(CMD, "%s, %s: blocks per sequence times block size overflows",
+                     paths.block_table, k_path);
+        goto done;
+    }
+    if (check_cache_contents(&paths, &lens, paged ? &table : NULL, kc.shape[0],
+                             paged ? kc.shape[1] : 1, capacity, paths.k_new ? sq : 0) != 0)
         goto done;
 
     tileattn_dtype dtype = act == TA_NPY_F16 ? TILEATTN_F16 : TILEATTN_F32;
