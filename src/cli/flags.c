@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -321,11 +322,11 @@ int ta_cli_parse_problem_flag(int argc, char **argv, int *i, ta_cli_problem *p) 
     if (is_flag(arg, "--scale")) {
         float scale;
         if ((value = flag_value(argc, argv, i, "--scale")) == NULL ||
-            ta_cli_parse_float("--scale", value, 0.0f, &scale) != 0)
+            ta_cli_parse_float("--scale", value, -FLT_MAX, &scale) != 0)
             return -1;
         /* The library reads 0 as "1/sqrt(D)": an explicit 0 would be taken
          * for the default instead of zeroing every score. */
-        if (scale == 0.0f) {
+        if (!(scale > 0.0f)) { /* one message for 0 and below */
             fprintf(stderr, "tileattn: --scale: must be > 0 (leave it out for 1/sqrt(D))\n");
             return -1;
         }

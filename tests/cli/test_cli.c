@@ -800,6 +800,7 @@ Test(cli, bad_flags_and_numbers) {
         {{"--softcap", "-1", NULL}, ">= 0"},
         {{"--softcap", "2x", NULL}, "not a number"},
         {{"--scale", "0", NULL}, "must be > 0"},
+        {{"--scale", "-1", NULL}, "must be > 0"},
         {{"--scale", "1e-50", NULL}, "out of float32 range"},
         {{"--scale=", NULL}, "not a number"},
         {{"--window", "1", NULL}, "want L,R"},
