@@ -108,11 +108,10 @@ ROW_INLINE void apply_bias(const bench_row_mask *mk, int64_t i, int64_t lo, floa
 ROW_INLINE void softmax_row(const bench_row_mask *mk, float *row, int64_t i, float *inv_sum,
                             float *lse) {
     const int64_t n = mk->seqlen_k;
-    int64_t lo = 0, hi = n - 1;
-    if (mk->window_left >= 0 && i + mk->offset - mk->window_left > lo)
-        lo = i + mk->offset - mk->window_left;
-    if (mk->window_right >= 0 && i + mk->offset + mk->window_right < hi)
-        hi = i + mk->offset + mk->window_right;
+    int64_t lo = 0, hi = n - 1, centre = i + mk->offset;
+    /* Compared before added: a side may be as wide as INT64_MAX. */
+    if (mk->window_left >= 0 && mk->window_left < centre) lo = centre - mk->window_left;
+    if (mk->window_right >= 0 && mk->window_right < hi - centre) hi = centre + mk->window_right;
     if (lo > hi) lo = hi = n; /* nothing visible: an empty range at the end */
     float *x = row + lo;
     const int len = lo < n ? (int)(hi - lo + 1) : 0; /* Sk fits in int (a BLAS dimension) */

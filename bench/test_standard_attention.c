@@ -271,6 +271,7 @@ int main(void) {
         {"causal bottom-right Sq>Sk", 1, 50, 20, 2, 2, 32, 0, TILEATTN_F32, TILEATTN_CAUSAL_BOTTOM_RIGHT, U, U, 0, 0, 0, 0, 0, 0, 0, 1},
         {"causal top-left", 1, 50, 20, 2, 2, 32, 0, TILEATTN_F32, TILEATTN_CAUSAL_TOP_LEFT, U, U, 0, 0, 0, 0, 0, 0, 0, 1},
         {"window 5,3", 2, 40, 40, 3, 3, 16, 0, TILEATTN_F32, TILEATTN_CAUSAL_NONE, 5, 3, 0, 0, 0, 0, 0, 0, 0, 1},
+        {"window sides INT64_MAX, Sq>Sk", 1, 50, 20, 2, 2, 16, 0, TILEATTN_F32, TILEATTN_CAUSAL_NONE, INT64_MAX, INT64_MAX, 0, 0, 0, 0, 0, 0, 0, 1},
         {"causal + window left 4", 2, 40, 40, 3, 3, 16, 0, TILEATTN_F32, TILEATTN_CAUSAL_BOTTOM_RIGHT, 4, U, 0, 0, 0, 0, 0, 0, 0, 1},
         {"softcap 2.5", 1, 30, 70, 2, 2, 64, 0, TILEATTN_F32, TILEATTN_CAUSAL_NONE, U, U, 2.5f, 0, 0, 0, 0, 0, 0, 1},
         {"alibi [H] causal", 2, 30, 45, 4, 4, 8, 0, TILEATTN_F32, TILEATTN_CAUSAL_BOTTOM_RIGHT, U, U, 0, 1, 0, 0, 0, 0, 0, 1},
