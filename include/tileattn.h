@@ -189,7 +189,8 @@ typedef struct tileattn_forward_args {
      * core this process may run on. A team of one thread per core is bound
      * one thread per core for the call (hwloc), unless OpenMP's binding
      * variables are set; TILEATTN_BIND_THREADS=1 binds smaller teams to the
-     * first cores too, =0 never binds. */
+     * first cores too, =0 never binds. More than 1024 are capped to 1024
+     * (a larger team cannot help, and may fail to start). */
     int num_threads;
 
     /* P in P.V: float32 (the default) or allowed in the input dtype. */
@@ -372,7 +373,8 @@ typedef struct tileattn_decode_args {
      * core this process may run on. A team of one thread per core is bound
      * one thread per core for the call (hwloc), unless OpenMP's binding
      * variables are set; TILEATTN_BIND_THREADS=1 binds smaller teams to the
-     * first cores too, =0 never binds. */
+     * first cores too, =0 never binds. More than 1024 are capped to 1024
+     * (a larger team cannot help, and may fail to start). */
     int num_threads;
 } tileattn_decode_args;
 

@@ -206,7 +206,7 @@ static void plan_backward(const tileattn_backward_args *args, const ta_ukernels 
     p->num_groups = ta_clamp(groups, 1, MAX_GROUPS);
     p->num_work = heads * p->num_groups;
 
-    int threads = a->num_threads > 0 ? a->num_threads : ta_default_threads();
+    int threads = ta_team_size(a->num_threads);
     if (threads > p->num_work) threads = (int)p->num_work;
     p->num_threads = threads > 0 ? threads : 1;
 

@@ -307,7 +307,7 @@ tileattn_status ta_plan_decode(const tileattn_decode_args *args, const ta_decode
     int64_t widest = group_keys > TA_DECODE_TILE_KEYS ? group_keys : TA_DECODE_TILE_KEYS;
     d->block_k = ta_clamp(ta_round_down(tile_keys, group_keys), group_keys, widest);
 
-    d->num_threads = args->num_threads > 0 ? args->num_threads : ta_default_threads();
+    d->num_threads = ta_team_size(args->num_threads);
     int64_t items = d->batch * d->num_head_groups * d->num_row_tiles;
     if (forced->splits > 0) {
         d->num_splits = forced->splits;

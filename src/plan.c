@@ -76,7 +76,7 @@ static void plan_tiles(const ta_ukernels *uk, int num_threads, ta_desc *d) {
 
     /* Enough work items to keep every thread busy (and to balance causal
      * rows): shrink the item before leaving threads idle. */
-    d->num_threads = num_threads > 0 ? num_threads : ta_default_threads();
+    d->num_threads = ta_team_size(num_threads);
     int64_t heads = d->batch * d->heads_q;
     while (bq > br && heads * ((sq + bq - 1) / bq) < 4 * (int64_t)d->num_threads)
         bq = ta_round_up(bq / 2, br);

@@ -52,6 +52,11 @@ int ta_default_threads(void) {
 #endif
 }
 
+int ta_team_size(int num_threads) {
+    if (num_threads <= 0) return ta_default_threads();
+    return num_threads < TA_MAX_THREADS ? num_threads : TA_MAX_THREADS;
+}
+
 #if TILEATTN_HAVE_OPENMP && TILEATTN_HAVE_HWLOC
 /* Whether OpenMP was told where to put its threads. */
 static int openmp_places_threads(void) {

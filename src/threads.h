@@ -22,6 +22,15 @@
  * OMP_NUM_THREADS where it is set, else one per physical core. */
 int ta_default_threads(void);
 
+/* The most threads a call starts: a larger team cannot help (the work is
+ * compute-bound, and the planner never makes more work items than it can
+ * use) and may fail to start, which libgomp answers with exit(1). */
+#define TA_MAX_THREADS 1024
+
+/* The team size of a call asking for num_threads: the default for 0, else
+ * num_threads up to TA_MAX_THREADS. */
+int ta_team_size(int num_threads);
+
 /* The rule behind ta_default_threads, apart from the machine it asks:
  * omp_max is OpenMP's team size, omp_env_set whether OMP_NUM_THREADS is
  * set, cores the physical cores this process may run on. */

@@ -8,12 +8,14 @@
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "attn_case.h"
 #include "helpers.h"
 #include "threads.h"
 #include "tileattn.h"
@@ -221,6 +223,20 @@ static fproblem make_forward(float *o, int threads) {
 
 static void free_forward(fproblem *p) {
     th_free(p->q), th_free(p->k), th_free(p->v);
+}
+
+/* A team larger than TA_MAX_THREADS is capped, not started: libgomp ends
+ * the process (exit 1) when it cannot create the threads, as it could not
+ * 40000 on a 2-core machine with 24 GiB. 40000 heads of one query row make
+ * 40000 work items, so nothing else caps the team here. */
+Test(threads, huge_num_threads_is_capped) {
+    cr_expect_eq(ta_team_size(5), 5);
+    cr_expect_eq(ta_team_size(INT_MAX), TA_MAX_THREADS);
+    cr_expect_eq(ta_team_size(0), ta_default_threads());
+    th_case c = th_case_default();
+    c.h = c.hk = 40000, c.sq = 1, c.sk = 3, c.d = 8;
+    c.num_threads = INT_MAX;
+    cr_assert_eq(th_run_case(&c, 7, NULL, NULL), 0);
 }
 
 /* Bound, not bound, forced: the same bits, and the caller's affinity as it was. */
