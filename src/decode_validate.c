@@ -189,8 +189,9 @@ tileattn_status ta_validate_decode(const tileattn_decode_args *a, int allow_no_o
         CHECK(a->alibi_stride_b >= 0, TILEATTN_ERR_BAD_VALUE);
         CHECK(a->alibi_stride_b == 0 || a->alibi_stride_b >= a->heads_q,
               TILEATTN_ERR_SHAPE_MISMATCH);
-        CHECK(!__builtin_mul_overflow(a->batch - 1, a->alibi_stride_b, &tmp),
-              TILEATTN_ERR_OVERFLOW);
+        CHECK(!__builtin_mul_overflow(a->batch - 1, a->alibi_stride_b, &tmp) &&
+                  !__builtin_add_overflow(tmp, a->heads_q - 1, &tmp) && tmp <= PTRDIFF_MAX / 4,
+              TILEATTN_ERR_OVERFLOW); /* the last slope's index, and its byte offset */
     }
     return check_cache_contents(a, capacity);
 }

@@ -30,8 +30,9 @@ tileattn_status ta_check_view(const int64_t n[3], const int64_t stride[3], int64
         CHECK(!__builtin_add_overflow(step < 0 ? lo : hi, step, step < 0 ? &lo : &hi),
               TILEATTN_ERR_OVERFLOW);
     }
-    int64_t bytes;
-    CHECK(!__builtin_mul_overflow(hi + 1, (int64_t)elem_size, &bytes), TILEATTN_ERR_OVERFLOW);
+    int64_t bytes, end; /* one past the largest offset, in elements then bytes */
+    CHECK(!__builtin_add_overflow(hi, 1, &end), TILEATTN_ERR_OVERFLOW);
+    CHECK(!__builtin_mul_overflow(end, (int64_t)elem_size, &bytes), TILEATTN_ERR_OVERFLOW);
     CHECK(!__builtin_mul_overflow(lo, (int64_t)elem_size, &bytes), TILEATTN_ERR_OVERFLOW);
     return TILEATTN_OK;
 }
@@ -140,8 +141,9 @@ tileattn_status ta_validate(const tileattn_forward_args *a, ta_validate_mode mod
         CHECK(a->alibi_stride_b >= 0, TILEATTN_ERR_BAD_VALUE);
         CHECK(a->alibi_stride_b == 0 || a->alibi_stride_b >= a->heads_q,
               TILEATTN_ERR_SHAPE_MISMATCH);
-        CHECK(!__builtin_mul_overflow(a->batch - 1, a->alibi_stride_b, &tmp),
-              TILEATTN_ERR_OVERFLOW);
+        CHECK(!__builtin_mul_overflow(a->batch - 1, a->alibi_stride_b, &tmp) &&
+                  !__builtin_add_overflow(tmp, a->heads_q - 1, &tmp) && tmp <= PTRDIFF_MAX / 4,
+              TILEATTN_ERR_OVERFLOW); /* the last slope's index, and its byte offset */
     }
 
     switch (a->bias_kind) {

@@ -164,6 +164,12 @@ MUT(m_heads_huge, (a->heads_q = (int64_t)1 << 40, a->heads_kv = 1))
 MUT(m_stride_b_huge, a->q.stride_b = (int64_t)1 << 62)
 MUT(m_stride_s_huge, a->v.stride_s = (int64_t)1 << 61)
 MUT(m_o_stride_huge, a->o.stride_h = INT64_MAX / 2)
+/* The largest offset exactly INT64_MAX (the division is exact for these
+ * sizes): one past it overflows. */
+MUT(m_q_stride_max,
+    a->q.stride_s = (INT64_MAX - (B - 1) * SQ * H * D - (H - 1) * D - (D - 1)) / (SQ - 1))
+MUT(m_alibi_stride_max, (a->alibi_slopes = fx.slopes, a->alibi_stride_b = INT64_MAX))
+MUT(m_alibi_stride_near_max, (a->alibi_slopes = fx.slopes, a->alibi_stride_b = INT64_MAX - 2))
 MUT(m_scale_nan, a->scale = NAN)
 MUT(m_scale_neg, a->scale = -0.5f)
 MUT(m_scale_inf, a->scale = INFINITY)
@@ -267,6 +273,9 @@ static const bad_case bad_cases[] = {
     {"q.stride_b 2^62", m_stride_b_huge, OV, SAME, SAME, SAME, SAME},
     {"v.stride_s 2^61", m_stride_s_huge, OV, SAME, SAME, SAME, SAME},
     {"o.stride_h 2^62", m_o_stride_huge, OV, SAME, OK_, SAME, SAME},
+    {"q.stride_s reaching INT64_MAX", m_q_stride_max, OV, SAME, SAME, SAME, SAME},
+    {"alibi_stride_b INT64_MAX", m_alibi_stride_max, OV, SAME, SAME, SAME, SAME},
+    {"alibi_stride_b INT64_MAX - 2", m_alibi_stride_near_max, OV, SAME, SAME, SAME, SAME},
     {"scale NaN", m_scale_nan, BV, SAME, SAME, SAME, SAME},
     {"scale negative", m_scale_neg, BV, SAME, SAME, SAME, SAME},
     {"scale inf", m_scale_inf, BV, SAME, SAME, SAME, SAME},
