@@ -288,7 +288,9 @@ const char *tileattn_isa_name_for_dtype(tileattn_dtype dtype);
  * the block's scale; when a new value needs a larger scale, the block's
  * existing tokens are requantized to it (each requantization rounds once
  * more). A block whose first appended slot is slot 0 starts fresh: its old
- * scale and contents are ignored, so scales need no initialisation.
+ * scale and contents are ignored, so scales need no initialisation. New
+ * tokens for an int8 cache must be finite (inf or NaN has no int8 value:
+ * TILEATTN_ERR_BAD_VALUE, nothing written).
  * Accuracy, measured against the float64 reference on the unquantized data
  * (tests/test_decode.c): see tileattn_decode.
  *

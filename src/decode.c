@@ -40,10 +40,18 @@
 
 /* ------------------------------------------------------------- append */
 
-/* Round to nearest (ties to even) and clamp to the symmetric int8 range. */
-static int8_t quantize(float x, float inv_scale) {
-    float q = nearbyintf(x * inv_scale);
+/* The symmetric int8 range; q is finite. */
+static int8_t clamp_to_int8(float q) {
     return (int8_t)(q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q);
+}
+
+/* x / scale rounded to nearest (ties to even) and clamped; 0 for a zero
+ * scale (a block of zeros). A division, not a product with 1 / scale: for
+ * values below about 3.7e-37 the scale is subnormal and its inverse
+ * overflows to inf (every value would become +-127 and every zero
+ * 0 x inf = NaN). x is finite (validated). */
+static int8_t quantize(float x, float scale) {
+    return scale > 0.0f ? clamp_to_int8(nearbyintf(x / scale)) : 0;
 }
 
 /* Appends sequence b's new tokens for one KV head into an int8 cache, one
@@ -75,14 +83,13 @@ static void append_int8(const tileattn_decode_args *a, int64_t b, int64_t kv_hea
         float new_scale = absmax / 127.0f > old_scale ? absmax / 127.0f : old_scale;
         if (new_scale > old_scale && old_scale > 0.0f) {
             /* Tokens already in the block move to the larger scale. */
-            float ratio = old_scale / new_scale;
+            float ratio = old_scale / new_scale; /* < 1 */
             for (int64_t pos = block_start; pos < start; pos++) {
                 int8_t *row = (int8_t *)cache->data + ta_cache_offset(a, cache, b, pos, kv_head);
                 for (int64_t c = 0; c < dim; c++)
-                    row[c] = quantize((float)row[c], ratio);
+                    row[c] = clamp_to_int8(nearbyintf((float)row[c] * ratio));
             }
         }
-        float inv = new_scale > 0.0f ? 1.0f / new_scale : 0.0f;
         for (int64_t pos = start; pos < stop; pos++) {
             const char *in = (const char *)src->data +
                              (ptrdiff_t)(b * src->stride_b + (pos - first) * src->stride_s +
@@ -90,7 +97,7 @@ static void append_int8(const tileattn_decode_args *a, int64_t b, int64_t kv_hea
                                  es;
             int8_t *row = (int8_t *)cache->data + ta_cache_offset(a, cache, b, pos, kv_head);
             for (int64_t c = 0; c < dim; c++)
-                row[c] = quantize(ta_load_f32(in, a->dtype, c), inv);
+                row[c] = quantize(ta_load_f32(in, a->dtype, c), new_scale);
         }
         *scale = new_scale;
         start = stop;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "convert.h"
 #include "decode.h"
 #include "desc.h"
 
@@ -69,6 +70,24 @@ static tileattn_status check_append_blocks_owned(const tileattn_decode_args *a, 
     }
     free(appended);
     return st;
+}
+
+/* Whether every element of a [batch, seqlen, heads, dim] view is finite:
+ * an int8 cache has no value for inf or NaN, and one would make its
+ * block's scale inf. The view was checked first. */
+static int all_finite(const tileattn_tensor *t, tileattn_dtype dtype, int64_t batch, int64_t seqlen,
+                      int64_t heads, int64_t dim) {
+    size_t es = tileattn_dtype_size(dtype);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t s = 0; s < seqlen; s++)
+            for (int64_t h = 0; h < heads; h++) {
+                const char *row = (const char *)t->data +
+                                  (ptrdiff_t)(b * t->stride_b + s * t->stride_s + h * t->stride_h) *
+                                      (ptrdiff_t)es;
+                for (int64_t c = 0; c < dim; c++)
+                    if (!isfinite(ta_load_f32(row, dtype, c))) return 0;
+            }
+    return 1;
 }
 
 /* Cache lengths and block tables: the data-dependent checks. */
@@ -193,6 +212,10 @@ tileattn_status ta_validate_decode(const tileattn_decode_args *a, int allow_no_o
                   !__builtin_add_overflow(tmp, a->heads_q - 1, &tmp) && tmp <= PTRDIFF_MAX / 4,
               TILEATTN_ERR_OVERFLOW); /* the last slope's index, and its byte offset */
     }
+    if (int8 && a->k_new.data)
+        CHECK(all_finite(&a->k_new, a->dtype, a->batch, a->seqlen_new, a->heads_kv, a->head_dim) &&
+                  all_finite(&a->v_new, a->dtype, a->batch, a->seqlen_new, a->heads_kv, dv),
+              TILEATTN_ERR_BAD_VALUE);
     return check_cache_contents(a, capacity);
 }
 

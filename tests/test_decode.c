@@ -1005,3 +1005,49 @@ Test(decode, bad_tables_refused_nothing_written) {
     expect_refused(&p, spoil_half_append, TILEATTN_ERR_NULL_POINTER, "K_new without V_new");
     free_problem(&p);
 }
+
+/* Values below about 3.7e-37 make a block's scale subnormal, whose inverse
+ * overflows: the append divides by the scale instead, so tiny values keep
+ * their int8 steps (they became +-127, and zeros NaN). Non-finite new
+ * tokens have no int8 value: refused, nothing written. One sequence, one
+ * KV head, D = 4, block 4, an empty cache, one new token. */
+Test(decode, int8_append_tiny_and_non_finite) {
+    float q[4] = {1, 1, 1, 1}, k_new[4] = {1e-38f, 0, -1e-38f, 0};
+    float v_new[4] = {1e-38f, 0, 5e-39f, 0}, o[4] = {0}, lse[1] = {0};
+    int8_t k_cache[4] = {0}, v_cache[4] = {0};
+    float k_scale[1] = {0}, v_scale[1] = {0};
+    int32_t len[1] = {0};
+    tileattn_decode_args a;
+    tileattn_decode_args_init(&a);
+    a.batch = 1, a.seqlen_new = 1, a.heads_q = a.heads_kv = 1, a.head_dim = 4;
+    a.cache_dtype = TILEATTN_CACHE_INT8, a.block_size = 4, a.max_seqlen_cache = 4;
+    a.q = tileattn_tensor_contiguous(q, 1, 1, 4);
+    a.k_new = tileattn_tensor_contiguous(k_new, 1, 1, 4);
+    a.v_new = tileattn_tensor_contiguous(v_new, 1, 1, 4);
+    a.k_cache = tileattn_tensor_out_contiguous(k_cache, 4, 1, 4);
+    a.v_cache = tileattn_tensor_out_contiguous(v_cache, 4, 1, 4);
+    a.k_scales = k_scale, a.v_scales = v_scale, a.cache_seqlens = len;
+    a.o = tileattn_tensor_out_contiguous(o, 1, 1, 4);
+    a.lse = lse;
+    cr_assert_eq(tileattn_decode(&a), TILEATTN_OK);
+    /* V[2] is about 63.5 steps (subnormal arithmetic: 63 or 64). */
+    const int8_t want_k[4] = {127, 0, -127, 0}, want_v[4] = {127, 0, 64, 0};
+    for (int c = 0; c < 4; c++) {
+        cr_expect_eq(k_cache[c], want_k[c], "K[%d] = %d", c, k_cache[c]);
+        cr_expect(abs(v_cache[c] - want_v[c]) <= (c == 2), "V[%d] = %d", c, v_cache[c]);
+        /* One key: O is its V, dequantized (within about half a step, 1e-38 / 127). */
+        cr_expect(fabsf(o[c] - v_new[c]) <= 0.6f * 1e-38f / 127.0f, "O[%d] = %g", c, (double)o[c]);
+    }
+
+    const float bad[2] = {NAN, INFINITY};
+    for (int i = 0; i < 2; i++) {
+        float k_bad[4] = {1, bad[i], 0, 0};
+        int8_t before[4];
+        memcpy(before, k_cache, sizeof before);
+        o[0] = -7.0f;
+        a.k_new = tileattn_tensor_contiguous(k_bad, 1, 1, 4);
+        cr_expect_eq(tileattn_decode(&a), TILEATTN_ERR_BAD_VALUE, "%g in K_new", (double)bad[i]);
+        cr_expect(memcmp(before, k_cache, sizeof before) == 0 && o[0] == -7.0f,
+                  "a refused call wrote");
+    }
+}
