@@ -64,10 +64,10 @@ static int planner_tile(int64_t head_dim, int64_t *rows, int64_t *keys) {
     a.dtype = TILEATTN_F32;
     a.num_threads = 1;
     /* A plan depends on shapes only; the data is never touched. */
-    static float stand_in[1];
+    static float stand_in[1], o_stand_in[1]; /* O may not start where an input does */
     int64_t row = head_dim, seq = 2048 * head_dim;
     a.q = a.k = a.v = (tileattn_tensor){stand_in, seq, row, row};
-    a.o = (tileattn_tensor_out){stand_in, seq, row, row};
+    a.o = (tileattn_tensor_out){o_stand_in, seq, row, row};
     ta_desc d;
     if (ta_plan(&a, &d) != TILEATTN_OK) return -1;
     *rows = d.block_r, *keys = d.block_k;

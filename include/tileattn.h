@@ -155,6 +155,9 @@ typedef struct tileattn_forward_args {
     tileattn_tensor q;
     tileattn_tensor k;
     tileattn_tensor v;
+    /* O must not overlap Q, K, V or LSE (in-place attention is not
+     * supported): one that starts where one of them starts, the same
+     * buffer passed twice, is TILEATTN_ERR_SHAPE_MISMATCH. */
     tileattn_tensor_out o;
     float *lse; /* optional: [B, H, Sq] (or [H, total_q] for varlen), contiguous */
 
@@ -325,7 +328,10 @@ typedef struct tileattn_decode_args {
     tileattn_cache_dtype cache_dtype; /* the K and V caches */
 
     tileattn_tensor q;     /* [B, Sq_new, H, D] */
-    tileattn_tensor_out o; /* [B, Sq_new, H, Dv]; must not overlap anything else */
+    /* [B, Sq_new, H, Dv]; must not overlap anything else. An output (O,
+     * LSE, and with an append the caches and scales) that starts where
+     * another buffer starts is TILEATTN_ERR_SHAPE_MISMATCH. */
+    tileattn_tensor_out o;
     float *lse;            /* optional: [B, H, Sq_new], contiguous */
 
     /* The cache. Strides of the first axis are per sequence (contiguous) or
@@ -444,7 +450,10 @@ tileattn_status tileattn_describe_decode(const tileattn_decode_args *args, char 
  * it was called (shapes, dtype, Q, K, V, every mask option, varlen,
  * num_threads); fwd.o and fwd.lse are ignored - O and LSE come from the
  * fields below. Gradients take fwd.dtype and are accumulated in float32.
- * Outputs must not overlap each other or any input. */
+ * Outputs must not overlap each other or any input; one that starts where
+ * another buffer starts (the same buffer passed twice) is refused with
+ * TILEATTN_ERR_SHAPE_MISMATCH, while interleaved views that do not share
+ * an element (a packed dQKV) are fine. O may have any strides. */
 typedef struct tileattn_backward_args {
     tileattn_forward_args fwd;
     tileattn_tensor o;      /* the forward's O [B, Sq, H, Dv] (any strides, dim contiguous) */

@@ -109,10 +109,11 @@ void tileattn_backward_args_init(tileattn_backward_args *args) {
 
 tileattn_status tileattn_validate_backward(const tileattn_backward_args *args) {
     if (!args) return TILEATTN_ERR_NULL_POINTER;
-    /* The forward's checks, with O as the forward's output view. */
+    /* The forward's checks, with O's strides in the forward's output view
+     * but no data pointer: that bounds O's offsets without asking it to be
+     * injective, which an input (here O may have any strides) need not be. */
     tileattn_forward_args fwd = args->fwd;
-    fwd.o = (tileattn_tensor_out){(void *)(uintptr_t)args->o.data, args->o.stride_b,
-                                  args->o.stride_s, args->o.stride_h};
+    fwd.o = (tileattn_tensor_out){NULL, args->o.stride_b, args->o.stride_s, args->o.stride_h};
     fwd.lse = NULL;
     tileattn_status st = ta_validate(&fwd, TA_VALIDATE_KERNEL);
     if (st) return st;
@@ -120,6 +121,15 @@ tileattn_status tileattn_validate_backward(const tileattn_backward_args *args) {
         !args->dv.data)
         return TILEATTN_ERR_NULL_POINTER;
     if (args->d_sinks && !fwd.sinks) return TILEATTN_ERR_BAD_VALUE;
+    /* An output starting where another buffer starts overlaps it (their
+     * first elements are one): the same buffer passed twice. Views that
+     * interleave (a packed dQKV) stay allowed. */
+    const void *outputs[4] = {args->dq.data, args->dk.data, args->dv.data, args->d_sinks};
+    const void *all[10] = {args->dq.data, args->dk.data, args->dv.data, args->d_sinks,  fwd.q.data,
+                           fwd.k.data,    fwd.v.data,    args->o.data,  args->d_o.data, args->lse};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 10; j++)
+            if (i != j && outputs[i] && outputs[i] == all[j]) return TILEATTN_ERR_SHAPE_MISMATCH;
 
     int varlen = fwd.cu_seqlens_q != NULL;
     int64_t batch = varlen ? 1 : fwd.batch;

@@ -62,11 +62,12 @@ tileattn_status tileattn_describe_plan(const tileattn_forward_args *args, char *
     /* A plan depends on shapes only: stand in for absent data pointers so
      * that validation judges everything else. */
     static const float stand_in[1];
+    static float o_stand_in[1]; /* apart from the inputs': O may not start where they do */
     tileattn_forward_args a = *args;
     if (!a.q.data) a.q.data = stand_in;
     if (!a.k.data) a.k.data = stand_in;
     if (!a.v.data) a.v.data = stand_in;
-    if (!a.o.data) a.o.data = (void *)(uintptr_t)stand_in; /* never written */
+    if (!a.o.data) a.o.data = o_stand_in; /* never written */
     if (a.bias_kind != TILEATTN_BIAS_NONE && !a.bias) a.bias = stand_in;
     ta_desc d;
     tileattn_status st = ta_plan(&a, &d);

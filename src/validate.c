@@ -126,6 +126,13 @@ tileattn_status ta_validate(const tileattn_forward_args *a, ta_validate_mode mod
     if (!reference) { /* the reference writes its own contiguous arrays, never args->o */
         if ((st = ta_check_view(nq, os, dv, es))) return st;
         if (a->o.data) CHECK(ta_view_is_injective(nq, os, dv), TILEATTN_ERR_SHAPE_MISMATCH);
+        /* O or LSE starting where an input (or each other) starts overlaps
+         * it: the same buffer passed twice. */
+        const void *o = a->o.data, *lse = a->lse;
+        CHECK(!o || (o != a->q.data && o != a->k.data && o != a->v.data && o != lse),
+              TILEATTN_ERR_SHAPE_MISMATCH);
+        CHECK(!lse || (lse != a->q.data && lse != a->k.data && lse != a->v.data),
+              TILEATTN_ERR_SHAPE_MISMATCH);
     }
 
     /* Every product the kernels form: B*H*Sq rows (LSE), Sq*Sk per head. */

@@ -636,6 +636,16 @@ Test(backward, bad_inputs_write_nothing) {
     expect_untouched(&p, TILEATTN_ERR_BAD_DTYPE, "f64");
     p.args = good, p.args.dq.stride_s = INT64_MAX / 2;
     expect_untouched(&p, TILEATTN_ERR_OVERFLOW, "dQ extent overflows");
+    /* One buffer passed as an output and as something else. */
+    p.args = good, p.args.dk.data = p.args.dq.data;
+    expect_untouched(&p, TILEATTN_ERR_SHAPE_MISMATCH, "dK = dQ");
+    p.args = good, p.args.dq.data = (void *)(uintptr_t)p.args.fwd.q.data;
+    expect_untouched(&p, TILEATTN_ERR_SHAPE_MISMATCH, "dQ = Q");
+    p.args = good, p.args.dv.data = (void *)(uintptr_t)p.args.d_o.data;
+    expect_untouched(&p, TILEATTN_ERR_SHAPE_MISMATCH, "dV = dO");
+    /* O is an input here: any strides, a broadcast one too. */
+    p.args = good, p.args.o.stride_s = 0, p.args.o.stride_h = 0;
+    cr_assert_eq(tileattn_validate_backward(&p.args), TILEATTN_OK);
     cr_assert_eq(tileattn_backward(NULL), TILEATTN_ERR_NULL_POINTER);
     cr_assert_eq(tileattn_reference_backward(&good, NULL, NULL, NULL, NULL),
                  TILEATTN_ERR_NULL_POINTER);

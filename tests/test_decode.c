@@ -968,6 +968,14 @@ static void spoil_own_block_twice(tileattn_decode_args *a, dproblem *p) {
     if (!t) return;
     t[0] = t[a->cache_seqlens[0] / p->c.block_size];
 }
+static void spoil_o_is_k_cache(tileattn_decode_args *a, dproblem *p) {
+    (void)p;
+    a->o.data = a->k_cache.data; /* written by the append and by O */
+}
+static void spoil_v_cache_is_k_cache(tileattn_decode_args *a, dproblem *p) {
+    (void)p;
+    a->v_cache.data = a->k_cache.data;
+}
 static void spoil_capacity_overflow(tileattn_decode_args *a, dproblem *p) {
     (void)p;
     a->max_blocks_per_seq = INT64_MAX / 2;
@@ -1003,6 +1011,9 @@ Test(decode, bad_tables_refused_nothing_written) {
     expect_refused(&p, spoil_capacity_overflow, TILEATTN_ERR_OVERFLOW, "capacity overflows");
     expect_refused(&p, spoil_stride_overflow, TILEATTN_ERR_OVERFLOW, "cache extent overflows");
     expect_refused(&p, spoil_half_append, TILEATTN_ERR_NULL_POINTER, "K_new without V_new");
+    expect_refused(&p, spoil_o_is_k_cache, TILEATTN_ERR_SHAPE_MISMATCH, "O = the K cache");
+    expect_refused(&p, spoil_v_cache_is_k_cache, TILEATTN_ERR_SHAPE_MISMATCH,
+                   "one cache for K and V, appended to");
     free_problem(&p);
 }
 

@@ -214,6 +214,8 @@ MUT(m_o_overlap_s, a->o.stride_s = H * DV - 1)
 MUT(m_o_zero_s, a->o.stride_s = 0)
 MUT(m_o_zero_b, a->o.stride_b = 0)
 MUT(m_threads_neg, a->num_threads = -1)
+MUT(m_o_is_k, a->o.data = fx.k)
+MUT(m_lse_is_q, a->lse = fx.q)
 MUT(m_p_precision_bad, a->p_precision = (tileattn_p_precision)2)
 /* Valid but unusual: inputs may overlap (read-only), O may be padded. */
 MUT(m_k_bcast_heads, a->k.stride_h = 0)
@@ -306,6 +308,8 @@ static const bad_case bad_cases[] = {
     {"O stride_s 0", m_o_zero_s, SM, SAME, OK_, SAME, SAME},
     {"O stride_b 0", m_o_zero_b, SM, SAME, OK_, SAME, SAME},
     {"num_threads -1", m_threads_neg, BV, SAME, SAME, SAME, SAME},
+    {"O = K (one buffer twice)", m_o_is_k, SM, SAME, OK_, SAME, SAME},
+    {"LSE = Q (one buffer twice)", m_lse_is_q, SM, SAME, OK_, SAME, SAME},
     {"p_precision 2", m_p_precision_bad, BV, SAME, SAME, SAME, SAME},
 };
 
