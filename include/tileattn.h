@@ -327,12 +327,12 @@ typedef struct tileattn_decode_args {
     tileattn_dtype dtype; /* Q, K_new, V_new, O: F32, F16 or BF16 */
     tileattn_cache_dtype cache_dtype; /* the K and V caches */
 
-    tileattn_tensor q;     /* [B, Sq_new, H, D] */
+    tileattn_tensor q; /* [B, Sq_new, H, D] */
     /* [B, Sq_new, H, Dv]; must not overlap anything else. An output (O,
      * LSE, and with an append the caches and scales) that starts where
      * another buffer starts is TILEATTN_ERR_SHAPE_MISMATCH. */
     tileattn_tensor_out o;
-    float *lse;            /* optional: [B, H, Sq_new], contiguous */
+    float *lse; /* optional: [B, H, Sq_new], contiguous */
 
     /* The cache. Strides of the first axis are per sequence (contiguous) or
      * per block (paged), the second per token (slot), the third per head. The
