@@ -123,8 +123,11 @@ typedef enum tileattn_p_precision {
 } tileattn_p_precision;
 
 /*
- * Everything one forward call needs. Zero-initialise it, then fill what you
- * use: every optional field's zero value means "off".
+ * Everything one forward call needs. Initialise it with
+ * tileattn_forward_args_init, then fill what you use: every optional field's
+ * init value means "off". A struct zeroed by hand is not the same: its
+ * window_left = window_right = 0 is a window of one key (each query sees
+ * only its diagonal), so set both to -1 there.
  *
  * The score of query i and key j (positions inside their own sequence) is
  *   s  = scale * dot(q_i, k_j)
@@ -315,7 +318,8 @@ typedef enum tileattn_cache_dtype {
 
 /* Everything one decoding call needs. Initialise it with
  * tileattn_decode_args_init, then fill what you use: every optional field's
- * zero (or init) value means "off". */
+ * init value means "off" (a struct zeroed by hand has window_left =
+ * window_right = 0, a window of one key: set both to -1 there). */
 typedef struct tileattn_decode_args {
     /* Shapes. */
     int64_t batch;        /* B */

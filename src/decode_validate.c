@@ -240,6 +240,9 @@ tileattn_status ta_validate_decode(const tileattn_decode_args *a, int allow_no_o
                   !__builtin_add_overflow(tmp, a->heads_q - 1, &tmp) && tmp <= PTRDIFF_MAX / 4,
               TILEATTN_ERR_OVERFLOW); /* the last slope's index, and its byte offset */
     }
+    if ((st = ta_check_slopes_and_sinks(a->alibi_slopes, a->alibi_stride_b, a->batch, a->heads_q,
+                                        a->sinks)))
+        return st;
     if (int8 && a->k_new.data)
         CHECK(all_finite(&a->k_new, a->dtype, a->batch, a->seqlen_new, a->heads_kv, a->head_dim) &&
                   all_finite(&a->v_new, a->dtype, a->batch, a->seqlen_new, a->heads_kv, dv),

@@ -62,6 +62,17 @@ int ta_view_is_injective(const int64_t n[3], const int64_t stride[3], int64_t di
     return 1;
 }
 
+tileattn_status ta_check_slopes_and_sinks(const float *slopes, int64_t stride_b, int64_t batch,
+                                          int64_t heads, const float *sinks) {
+    int64_t rows = slopes && stride_b > 0 ? batch : 1;
+    for (int64_t b = 0; slopes && b < rows; b++)
+        for (int64_t h = 0; h < heads; h++)
+            CHECK(isfinite(slopes[b * stride_b + h]), TILEATTN_ERR_BAD_VALUE);
+    for (int64_t h = 0; sinks && h < heads; h++)
+        CHECK(!isnan(sinks[h]) && sinks[h] != INFINITY, TILEATTN_ERR_BAD_VALUE);
+    return TILEATTN_OK;
+}
+
 static tileattn_status check_cu_seqlens(const int32_t *cu, int64_t batch, int64_t *total,
                                         int64_t *longest) {
     CHECK(cu[0] >= 0, TILEATTN_ERR_SHAPE_MISMATCH);
@@ -152,6 +163,9 @@ tileattn_status ta_validate(const tileattn_forward_args *a, ta_validate_mode mod
                   !__builtin_add_overflow(tmp, a->heads_q - 1, &tmp) && tmp <= PTRDIFF_MAX / 4,
               TILEATTN_ERR_OVERFLOW); /* the last slope's index, and its byte offset */
     }
+    if ((st = ta_check_slopes_and_sinks(a->alibi_slopes, a->alibi_stride_b, a->batch, a->heads_q,
+                                        a->sinks)))
+        return st;
 
     switch (a->bias_kind) {
     case TILEATTN_BIAS_NONE: break;

@@ -24,7 +24,7 @@ typedef struct fixture {
     double ref_o[B * SQ * H * DV], ref_lse[B * H * SQ];
     char plan[512];
     float bias[B * H * SQ * SK];
-    float slopes[H];
+    float slopes[H], sinks[H];
     int32_t cu_q[B + 1], cu_k[B + 1];
     tileattn_forward_args args;
 } fixture;
@@ -43,7 +43,7 @@ static void fixture_reset(void) {
     for (size_t i = 0; i < sizeof fx.bias / sizeof fx.bias[0]; i++)
         fx.bias[i] = (float)th_rng_normal(&rng);
     for (int h = 0; h < H; h++)
-        fx.slopes[h] = 0.1f * (float)(h + 1);
+        fx.slopes[h] = 0.1f * (float)(h + 1), fx.sinks[h] = 0.5f;
     fx.cu_q[0] = 0, fx.cu_q[1] = 2, fx.cu_q[2] = 5;
     fx.cu_k[0] = 0, fx.cu_k[1] = 3, fx.cu_k[2] = 7;
     tileattn_forward_args *a = &fx.args;
@@ -214,6 +214,11 @@ MUT(m_o_overlap_s, a->o.stride_s = H * DV - 1)
 MUT(m_o_zero_s, a->o.stride_s = 0)
 MUT(m_o_zero_b, a->o.stride_b = 0)
 MUT(m_threads_neg, a->num_threads = -1)
+MUT(m_alibi_nan, (a->alibi_slopes = fx.slopes, fx.slopes[2] = NAN))
+MUT(m_alibi_inf, (a->alibi_slopes = fx.slopes, fx.slopes[0] = -INFINITY))
+MUT(m_sinks_inf, (a->sinks = fx.sinks, fx.sinks[1] = INFINITY))
+MUT(m_sinks_nan, (a->sinks = fx.sinks, fx.sinks[3] = NAN))
+MUT(m_sinks_neg_inf, (a->sinks = fx.sinks, fx.sinks[1] = -INFINITY)) /* that head: no sink */
 MUT(m_o_is_k, a->o.data = fx.k)
 MUT(m_lse_is_q, a->lse = fx.q)
 MUT(m_p_precision_bad, a->p_precision = (tileattn_p_precision)2)
@@ -308,6 +313,11 @@ static const bad_case bad_cases[] = {
     {"O stride_s 0", m_o_zero_s, SM, SAME, OK_, SAME, SAME},
     {"O stride_b 0", m_o_zero_b, SM, SAME, OK_, SAME, SAME},
     {"num_threads -1", m_threads_neg, BV, SAME, SAME, SAME, SAME},
+    {"ALiBi slope NaN", m_alibi_nan, BV, SAME, SAME, SAME, SAME},
+    {"ALiBi slope -inf", m_alibi_inf, BV, SAME, SAME, SAME, SAME},
+    {"sink +inf", m_sinks_inf, BV, SAME, SAME, SAME, SAME},
+    {"sink NaN", m_sinks_nan, BV, SAME, SAME, SAME, SAME},
+    {"sink -inf (no sink)", m_sinks_neg_inf, OK_, SAME, SAME, SAME, SAME},
     {"O = K (one buffer twice)", m_o_is_k, SM, SAME, OK_, SAME, SAME},
     {"LSE = Q (one buffer twice)", m_lse_is_q, SM, SAME, OK_, SAME, SAME},
     {"p_precision 2", m_p_precision_bad, BV, SAME, SAME, SAME, SAME},
