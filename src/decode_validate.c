@@ -232,16 +232,8 @@ tileattn_status ta_validate_decode(const tileattn_decode_args *a, int allow_no_o
     CHECK(!__builtin_mul_overflow(a->seqlen_new, a->heads_q / a->heads_kv, &tmp),
           TILEATTN_ERR_OVERFLOW);
 
-    if (a->alibi_slopes) {
-        CHECK(a->alibi_stride_b >= 0, TILEATTN_ERR_BAD_VALUE);
-        CHECK(a->alibi_stride_b == 0 || a->alibi_stride_b >= a->heads_q,
-              TILEATTN_ERR_SHAPE_MISMATCH);
-        CHECK(!__builtin_mul_overflow(a->batch - 1, a->alibi_stride_b, &tmp) &&
-                  !__builtin_add_overflow(tmp, a->heads_q - 1, &tmp) && tmp <= PTRDIFF_MAX / 4,
-              TILEATTN_ERR_OVERFLOW); /* the last slope's index, and its byte offset */
-    }
-    if ((st = ta_check_slopes_and_sinks(a->alibi_slopes, a->alibi_stride_b, a->batch, a->heads_q,
-                                        a->sinks)))
+    if ((st = ta_check_alibi_and_sinks(a->alibi_slopes, a->alibi_stride_b, a->batch, a->heads_q,
+                                       a->sinks)))
         return st;
     if (int8 && a->k_new.data)
         CHECK(all_finite(&a->k_new, a->dtype, a->batch, a->seqlen_new, a->heads_kv, a->head_dim) &&

@@ -88,11 +88,10 @@ tileattn_status ta_check_view(const int64_t n[3], const int64_t stride[3], int64
  * (an output must not be written twice). Call after ta_check_view. */
 int ta_view_is_injective(const int64_t n[3], const int64_t stride[3], int64_t dim);
 
-/* ALiBi slopes (batch rows of heads at stride_b, 0 = one row) must be
- * finite, sinks (heads) may be -inf (no sink) but not +inf or NaN: either
- * NULL to skip. TILEATTN_ERR_BAD_VALUE otherwise. Call after the slopes'
- * extent was checked. */
-tileattn_status ta_check_slopes_and_sinks(const float *slopes, int64_t stride_b, int64_t batch,
-                                          int64_t heads, const float *sinks);
+/* ALiBi slopes (batch rows of heads at stride_b, 0 = one row): stride_b
+ * 0 or >= heads, the last index in range, every slope finite; sinks
+ * (heads) may be -inf (no sink) but not +inf or NaN. Either NULL to skip. */
+tileattn_status ta_check_alibi_and_sinks(const float *slopes, int64_t stride_b, int64_t batch,
+                                         int64_t heads, const float *sinks);
 
 #endif /* TILEATTN_DESC_H */

@@ -62,12 +62,20 @@ int ta_view_is_injective(const int64_t n[3], const int64_t stride[3], int64_t di
     return 1;
 }
 
-tileattn_status ta_check_slopes_and_sinks(const float *slopes, int64_t stride_b, int64_t batch,
-                                          int64_t heads, const float *sinks) {
-    int64_t rows = slopes && stride_b > 0 ? batch : 1;
-    for (int64_t b = 0; slopes && b < rows; b++)
-        for (int64_t h = 0; h < heads; h++)
-            CHECK(isfinite(slopes[b * stride_b + h]), TILEATTN_ERR_BAD_VALUE);
+tileattn_status ta_check_alibi_and_sinks(const float *slopes, int64_t stride_b, int64_t batch,
+                                         int64_t heads, const float *sinks) {
+    if (slopes) {
+        int64_t last;
+        CHECK(stride_b >= 0, TILEATTN_ERR_BAD_VALUE);
+        CHECK(stride_b == 0 || stride_b >= heads, TILEATTN_ERR_SHAPE_MISMATCH);
+        /* The last slope's index, and its byte offset. */
+        CHECK(!__builtin_mul_overflow(batch - 1, stride_b, &last) &&
+                  !__builtin_add_overflow(last, heads - 1, &last) && last <= PTRDIFF_MAX / 4,
+              TILEATTN_ERR_OVERFLOW);
+        for (int64_t b = 0; b < (stride_b > 0 ? batch : 1); b++)
+            for (int64_t h = 0; h < heads; h++)
+                CHECK(isfinite(slopes[b * stride_b + h]), TILEATTN_ERR_BAD_VALUE);
+    }
     for (int64_t h = 0; sinks && h < heads; h++)
         CHECK(!isnan(sinks[h]) && sinks[h] != INFINITY, TILEATTN_ERR_BAD_VALUE);
     return TILEATTN_OK;
@@ -155,16 +163,8 @@ tileattn_status ta_validate(const tileattn_forward_args *a, ta_validate_mode mod
     CHECK(!__builtin_mul_overflow(sq, sk, &tmp), TILEATTN_ERR_OVERFLOW);
     CHECK(!__builtin_mul_overflow(tmp, a->head_dim + dv, &tmp), TILEATTN_ERR_OVERFLOW);
 
-    if (a->alibi_slopes) {
-        CHECK(a->alibi_stride_b >= 0, TILEATTN_ERR_BAD_VALUE);
-        CHECK(a->alibi_stride_b == 0 || a->alibi_stride_b >= a->heads_q,
-              TILEATTN_ERR_SHAPE_MISMATCH);
-        CHECK(!__builtin_mul_overflow(a->batch - 1, a->alibi_stride_b, &tmp) &&
-                  !__builtin_add_overflow(tmp, a->heads_q - 1, &tmp) && tmp <= PTRDIFF_MAX / 4,
-              TILEATTN_ERR_OVERFLOW); /* the last slope's index, and its byte offset */
-    }
-    if ((st = ta_check_slopes_and_sinks(a->alibi_slopes, a->alibi_stride_b, a->batch, a->heads_q,
-                                        a->sinks)))
+    if ((st = ta_check_alibi_and_sinks(a->alibi_slopes, a->alibi_stride_b, a->batch, a->heads_q,
+                                       a->sinks)))
         return st;
 
     switch (a->bias_kind) {
