@@ -930,3 +930,34 @@ Test(numeric, tolerance_catches_missing_rescale) {
         th_problem_free(&p);
     }
 }
+
+/* One query row against 2^25 keys of equal score (K and V broadcast along
+ * the sequence, stride 0): O must be V exactly. Added to O key by key, the
+ * float32 sum stops at 2^25 (2 is half its ULP there, and the tie rounds
+ * to even) and O read 1 for 2; each tile summed apart and added once keeps
+ * it exact. In float32 and in bfloat16 (the tables differ per dtype). */
+Test(numeric, long_rows_of_equal_keys) {
+    const int64_t sk = (int64_t)1 << 25;
+    const tileattn_dtype row_dtypes[2] = {TILEATTN_F32, TILEATTN_BF16};
+    for (int t = 0; t < 2; t++) {
+        float q32[1] = {1.0f}, k32[1] = {0.5f}, v32[1] = {2.0f}, o[1] = {0.0f}, lse[1];
+        uint16_t q16[1] = {0x3f80}, k16[1] = {0x3f00}, v16[1] = {0x4000}; /* 1, 0.5, 2 */
+        uint16_t o16[1] = {0};
+        int f32 = row_dtypes[t] == TILEATTN_F32;
+        tileattn_forward_args a;
+        tileattn_forward_args_init(&a);
+        a.batch = 1, a.seqlen_q = 1, a.seqlen_k = sk, a.heads_q = a.heads_kv = 1, a.head_dim = 1;
+        a.dtype = row_dtypes[t];
+        a.q = tileattn_tensor_contiguous(f32 ? (void *)q32 : (void *)q16, 1, 1, 1);
+        a.k = (tileattn_tensor){f32 ? (void *)k32 : (void *)k16, 0, 0, 0};
+        a.v = (tileattn_tensor){f32 ? (void *)v32 : (void *)v16, 0, 0, 0};
+        a.o = tileattn_tensor_out_contiguous(f32 ? (void *)o : (void *)o16, 1, 1, 1);
+        a.lse = lse;
+        cr_assert_eq(tileattn_forward(&a), TILEATTN_OK);
+        float got = f32 ? o[0] : (float)th_load(o16, TILEATTN_BF16, 0);
+        cr_expect_eq(got, 2.0f, "%s: O = %g, want 2", th_dtype_name(row_dtypes[t]), (double)got);
+        /* LSE = 0.5 + ln(2^25): summed per tile, right either way. */
+        cr_expect(fabsf(lse[0] - (0.5f + 25.0f * 0.693147181f)) < 1e-5f, "LSE = %g",
+                  (double)lse[0]);
+    }
+}

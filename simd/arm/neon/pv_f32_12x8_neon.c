@@ -23,16 +23,19 @@ void ta_pv_f32_12x8_neon(int64_t m, int64_t n, int64_t dv, const float *p, int64
             ta_neon_transpose_a(mr, kc, p + i * ldp + j0, ldp, pt);
             for (int64_t c = 0; c < dv; c += TA_NEON_NR) {
                 int64_t cols = dv - c < TA_NEON_NR ? dv - c : TA_NEON_NR;
+                /* The chunk's sum starts from zero and joins O once: added
+                 * to O key by key, past about 2^24 keys of similar weight O
+                 * would stop growing. */
                 float32x4_t acc[TA_NEON_MR][2];
-                for (int r = 0; r < TA_NEON_MR; r++) {
-                    if (r < mr)
-                        ta_neon_load_row8(o + (i + r) * ldo + c, &acc[r][0], &acc[r][1], cols);
-                    else
-                        acc[r][0] = acc[r][1] = vdupq_n_f32(0.0f);
-                }
+                for (int r = 0; r < TA_NEON_MR; r++)
+                    acc[r][0] = acc[r][1] = vdupq_n_f32(0.0f);
                 ta_neon_block_12x8(acc, kc, pt, v_panel + j0 * ldv + c, ldv);
-                for (int r = 0; r < mr; r++)
-                    ta_neon_store_row8(o + (i + r) * ldo + c, acc[r][0], acc[r][1], cols);
+                for (int r = 0; r < mr; r++) {
+                    float32x4_t o0, o1;
+                    ta_neon_load_row8(o + (i + r) * ldo + c, &o0, &o1, cols);
+                    ta_neon_store_row8(o + (i + r) * ldo + c, vaddq_f32(o0, acc[r][0]),
+                                       vaddq_f32(o1, acc[r][1]), cols);
+                }
             }
         }
     }

@@ -39,12 +39,12 @@ pv_block(const int mr, const int nv, int64_t cols, int64_t n, const uint32_t *pw
     __m512 acc[MR][2];
     __mmask16 lo = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1u);
     __mmask16 hi = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1u) : 0;
+    /* The tile's sum starts from zero and joins O once at the end: added to
+     * O key by key, past about 2^24 keys of similar weight O would stop
+     * growing. */
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; r++) {
-        if (r >= mr) break;
-        acc[r][0] = _mm512_maskz_loadu_ps(lo, o + r * ldo);
-        if (nv == 2) acc[r][1] = _mm512_maskz_loadu_ps(hi, o + r * ldo + 16);
-    }
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     /* Pairs g < n / 2 are whole; with an odd n, pair n / 2 holds one key,
      * done apart so the loop carries no test for it. */
     int64_t g = 0;
@@ -63,8 +63,11 @@ pv_block(const int mr, const int nv, int64_t cols, int64_t n, const uint32_t *pw
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) {
         if (r >= mr) break;
-        _mm512_mask_storeu_ps(o + r * ldo, lo, acc[r][0]);
-        if (nv == 2) _mm512_mask_storeu_ps(o + r * ldo + 16, hi, acc[r][1]);
+        float *out = o + r * ldo;
+        _mm512_mask_storeu_ps(out, lo, _mm512_add_ps(_mm512_maskz_loadu_ps(lo, out), acc[r][0]));
+        if (nv == 2)
+            _mm512_mask_storeu_ps(out + 16, hi,
+                                  _mm512_add_ps(_mm512_maskz_loadu_ps(hi, out + 16), acc[r][1]));
     }
 }
 

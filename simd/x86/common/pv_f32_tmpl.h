@@ -13,18 +13,15 @@ static inline __attribute__((always_inline)) void pv_block(const int mr, int64_t
                                                            const float *p, int64_t ldp,
                                                            const float *vp, int64_t ldv, float *o,
                                                            int64_t ldo) {
+    /* The tile's sum starts from zero and joins O once at the end: added to
+     * O key by key, each product would meet the whole row's sum so far, and
+     * past about 2^24 keys of similar weight O would stop growing. */
     vf acc[MR][NV];
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; r++) {
-        if (r >= mr) break;
+    for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
-            int64_t left = cols - v * VF_LANES;
-            acc[r][v] = left >= VF_LANES ? vf_load(o + r * ldo + v * VF_LANES)
-                        : left > 0       ? vf_load_n(o + r * ldo + v * VF_LANES, left, 0.0f)
-                                         : vf_zero();
-        }
-    }
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = vf_zero();
     for (int64_t j = 0; j < n; j++) {
         vf b[NV];
 #pragma GCC unroll 4
@@ -45,10 +42,11 @@ static inline __attribute__((always_inline)) void pv_block(const int mr, int64_t
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
             int64_t left = cols - v * VF_LANES;
+            float *out = o + r * ldo + v * VF_LANES;
             if (left >= VF_LANES)
-                vf_store(o + r * ldo + v * VF_LANES, acc[r][v]);
+                vf_store(out, vf_add(vf_load(out), acc[r][v]));
             else if (left > 0)
-                vf_store_n(o + r * ldo + v * VF_LANES, acc[r][v], left);
+                vf_store_n(out, vf_add(vf_load_n(out, left, 0.0f), acc[r][v]), left);
         }
     }
 }
