@@ -121,15 +121,11 @@ tileattn_status tileattn_validate_backward(const tileattn_backward_args *args) {
         !args->dv.data)
         return TILEATTN_ERR_NULL_POINTER;
     if (args->d_sinks && !fwd.sinks) return TILEATTN_ERR_BAD_VALUE;
-    /* An output starting where another buffer starts overlaps it (their
-     * first elements are one): the same buffer passed twice. Views that
-     * interleave (a packed dQKV) stay allowed. */
-    const void *outputs[4] = {args->dq.data, args->dk.data, args->dv.data, args->d_sinks};
-    const void *all[10] = {args->dq.data, args->dk.data, args->dv.data, args->d_sinks,  fwd.q.data,
-                           fwd.k.data,    fwd.v.data,    args->o.data,  args->d_o.data, args->lse};
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 10; j++)
-            if (i != j && outputs[i] && outputs[i] == all[j]) return TILEATTN_ERR_SHAPE_MISMATCH;
+    const ta_buffer bufs[10] = {{args->dq.data, 1}, {args->dk.data, 1}, {args->dv.data, 1},
+                                {args->d_sinks, 1}, {fwd.q.data, 0},    {fwd.k.data, 0},
+                                {fwd.v.data, 0},    {args->o.data, 0},  {args->d_o.data, 0},
+                                {args->lse, 0}};
+    if (!ta_no_buffer_passed_twice(bufs, 10)) return TILEATTN_ERR_SHAPE_MISMATCH;
 
     int varlen = fwd.cu_seqlens_q != NULL;
     int64_t batch = varlen ? 1 : fwd.batch;

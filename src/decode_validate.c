@@ -90,33 +90,6 @@ static int all_finite(const tileattn_tensor *t, tileattn_dtype dtype, int64_t ba
     return 1;
 }
 
-/* An output that starts where another buffer starts overlaps it (their
- * first elements are one): the same buffer passed twice. With an append
- * the caches and their scales are written too. Inputs may share. */
-static int no_buffer_passed_twice(const tileattn_decode_args *a) {
-    int append = a->k_new.data != NULL;
-    const struct {
-        const void *p;
-        int written;
-    } buf[11] = {
-        {a->q.data, 0},
-        {a->k_new.data, 0},
-        {a->v_new.data, 0},
-        {a->cache_seqlens, 0},
-        {a->block_table, 0},
-        {a->k_cache.data, append},
-        {a->v_cache.data, append},
-        {a->k_scales, append},
-        {a->v_scales, append},
-        {a->o.data, 1},
-        {a->lse, 1},
-    };
-    for (int i = 0; i < 11; i++)
-        for (int j = i + 1; j < 11; j++)
-            if (buf[i].p && buf[i].p == buf[j].p && (buf[i].written || buf[j].written)) return 0;
-    return 1;
-}
-
 /* Cache lengths and block tables: the data-dependent checks. */
 static tileattn_status check_cache_contents(const tileattn_decode_args *a, int64_t capacity) {
     int64_t appended = a->k_new.data ? a->seqlen_new : 0;
@@ -142,7 +115,21 @@ tileattn_status ta_validate_decode(const tileattn_decode_args *a, int allow_no_o
     CHECK(a->q.data && a->k_cache.data && a->v_cache.data && a->cache_seqlens,
           TILEATTN_ERR_NULL_POINTER);
     CHECK(allow_no_output || a->o.data, TILEATTN_ERR_NULL_POINTER);
-    CHECK(no_buffer_passed_twice(a), TILEATTN_ERR_SHAPE_MISMATCH);
+    { /* with an append the caches and their scales are written too */
+        int append = a->k_new.data != NULL;
+        const ta_buffer bufs[11] = {{a->q.data, 0},
+                                    {a->k_new.data, 0},
+                                    {a->v_new.data, 0},
+                                    {a->cache_seqlens, 0},
+                                    {a->block_table, 0},
+                                    {a->k_cache.data, append},
+                                    {a->v_cache.data, append},
+                                    {a->k_scales, append},
+                                    {a->v_scales, append},
+                                    {a->o.data, 1},
+                                    {a->lse, 1}};
+        CHECK(ta_no_buffer_passed_twice(bufs, 11), TILEATTN_ERR_SHAPE_MISMATCH);
+    }
     CHECK(!a->k_new.data == !a->v_new.data, TILEATTN_ERR_NULL_POINTER);
     CHECK(is_activation_dtype(a->dtype), TILEATTN_ERR_BAD_DTYPE);
     size_t es = tileattn_dtype_size(a->dtype), ces = ta_cache_dtype_size(a->cache_dtype);

@@ -88,6 +88,18 @@ tileattn_status ta_check_view(const int64_t n[3], const int64_t stride[3], int64
  * (an output must not be written twice). Call after ta_check_view. */
 int ta_view_is_injective(const int64_t n[3], const int64_t stride[3], int64_t dim);
 
+/* A buffer an entry point was given, and whether it writes there. */
+typedef struct ta_buffer {
+    const void *data;
+    int written;
+} ta_buffer;
+
+/* 0 when a written buffer starts where another one starts (their first
+ * elements are one: the same buffer passed twice), else 1. NULL entries
+ * are skipped; read-only buffers may share; interleaved views that share
+ * no element (a packed dQKV) start apart and pass. */
+int ta_no_buffer_passed_twice(const ta_buffer *bufs, int n);
+
 /* ALiBi slopes (batch rows of heads at stride_b, 0 = one row): stride_b
  * 0 or >= heads, the last index in range, every slope finite; sinks
  * (heads) may be -inf (no sink) but not +inf or NaN. Either NULL to skip. */

@@ -62,6 +62,15 @@ int ta_view_is_injective(const int64_t n[3], const int64_t stride[3], int64_t di
     return 1;
 }
 
+int ta_no_buffer_passed_twice(const ta_buffer *bufs, int n) {
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (bufs[i].data && bufs[i].data == bufs[j].data &&
+                (bufs[i].written || bufs[j].written))
+                return 0;
+    return 1;
+}
+
 tileattn_status ta_check_alibi_and_sinks(const float *slopes, int64_t stride_b, int64_t batch,
                                          int64_t heads, const float *sinks) {
     if (slopes) {
@@ -145,13 +154,9 @@ tileattn_status ta_validate(const tileattn_forward_args *a, ta_validate_mode mod
     if (!reference) { /* the reference writes its own contiguous arrays, never args->o */
         if ((st = ta_check_view(nq, os, dv, es))) return st;
         if (a->o.data) CHECK(ta_view_is_injective(nq, os, dv), TILEATTN_ERR_SHAPE_MISMATCH);
-        /* O or LSE starting where an input (or each other) starts overlaps
-         * it: the same buffer passed twice. */
-        const void *o = a->o.data, *lse = a->lse;
-        CHECK(!o || (o != a->q.data && o != a->k.data && o != a->v.data && o != lse),
-              TILEATTN_ERR_SHAPE_MISMATCH);
-        CHECK(!lse || (lse != a->q.data && lse != a->k.data && lse != a->v.data),
-              TILEATTN_ERR_SHAPE_MISMATCH);
+        const ta_buffer bufs[5] = {
+            {a->q.data, 0}, {a->k.data, 0}, {a->v.data, 0}, {a->o.data, 1}, {a->lse, 1}};
+        CHECK(ta_no_buffer_passed_twice(bufs, 5), TILEATTN_ERR_SHAPE_MISMATCH);
     }
 
     /* Every product the kernels form: B*H*Sq rows (LSE), Sq*Sk per head. */
