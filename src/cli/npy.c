@@ -831,6 +831,18 @@ static size_t build_header(unsigned char *out, size_t cap, ta_npy_dtype dtype, i
     return padded;
 }
 
+char *ta_npy_parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) return strdup(".");
+    size_t len = slash == path ? 1 : (size_t)(slash - path);
+    char *dir = malloc(len + 1);
+    if (dir != NULL) {
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+    }
+    return dir;
+}
+
 /* The longest file name (one path component) Linux accepts. */
 #define TA_NAME_MAX 255
 
@@ -895,19 +907,10 @@ static int inspect_target(const char *path, char **resolved, target_kind *kind, 
         return -1;
     }
     if (*kind == TARGET_FILE && geteuid() != 0 && st.st_uid != geteuid()) {
-        char *dir = strdup(*resolved);
-        char *slash = dir != NULL ? strrchr(dir, '/') : NULL;
+        char *dir = ta_npy_parent_dir(*resolved);
         struct stat dir_st;
-        int sticky = 0;
-        if (dir != NULL) {
-            if (slash == NULL)
-                sticky = stat(".", &dir_st) == 0;
-            else {
-                slash[slash == dir ? 1 : 0] = '\0';
-                sticky = stat(dir, &dir_st) == 0;
-            }
-            sticky = sticky && (dir_st.st_mode & S_ISVTX) && dir_st.st_uid != geteuid();
-        }
+        int sticky = dir != NULL && stat(dir, &dir_st) == 0 && (dir_st.st_mode & S_ISVTX) &&
+                     dir_st.st_uid != geteuid();
         free(dir);
         if (sticky) {
             set_error(err, err_len, path,
@@ -1024,19 +1027,7 @@ int ta_npy_write_temp(const char *path, ta_npy_dtype dtype, int ndim, const int6
 /* Makes the rename durable; failure here only risks the rename being lost
  * in a crash, which still leaves one whole file, so it is not an error. */
 static void sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (slash == NULL) {
-        dir = malloc(2);
-        if (dir != NULL) memcpy(dir, ".", 2);
-    } else {
-        size_t len = slash == path ? 1 : (size_t)(slash - path);
-        dir = malloc(len + 1);
-        if (dir != NULL) {
-            memcpy(dir, path, len);
-            dir[len] = '\0';
-        }
-    }
+    char *dir = ta_npy_parent_dir(path);
     if (dir == NULL) return;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {

@@ -99,6 +99,10 @@ int ta_npy_convert(ta_npy_array *array, ta_npy_dtype to, const char *name, char 
 float ta_npy_half_to_float(uint16_t half);
 uint16_t ta_npy_float_to_half(float value);
 
+/* The directory part of path ("." when it has none, "/" for "/name"),
+ * malloc'ed; NULL when out of memory. */
+char *ta_npy_parent_dir(const char *path);
+
 /* A file written but not yet in place: see ta_npy_write_temp. */
 typedef struct ta_npy_pending {
     char *path;     /* the target (a symbolic link resolved to its file) */

@@ -8,20 +8,7 @@
 #include <sys/stat.h>
 
 #include "io.h"
-
-/* The directory part of path ("." when it has none); NULL when out of
- * memory. */
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL) return strdup(".");
-    size_t len = slash == path ? 1 : (size_t)(slash - path);
-    char *dir = malloc(len + 1);
-    if (dir != NULL) {
-        memcpy(dir, path, len);
-        dir[len] = '\0';
-    }
-    return dir;
-}
+#include "npy.h"
 
 static const char *name_of(const char *path) {
     const char *slash = strrchr(path, '/');
@@ -41,7 +28,7 @@ int ta_cli_same_file(const char *a, const char *b) {
     /* Neither exists yet: one file once written if the last components
      * match in the same directory. */
     if (strcmp(name_of(a), name_of(b)) != 0) return 0;
-    char *da = dir_of(a), *db = dir_of(b);
+    char *da = ta_npy_parent_dir(a), *db = ta_npy_parent_dir(b);
     int same = da != NULL && db != NULL && stat(da, &sa) == 0 && stat(db, &sb) == 0 &&
                same_inode(&sa, &sb);
     free(da);
