@@ -823,47 +823,20 @@ Test(cli, bad_flags_and_numbers) {
     expect_usage_error("unknown command", unknown_command, "unknown command 'frobnicate'");
     const char *const unknown_option[] = {"--frobnicate", NULL};
     expect_usage_error("unknown option", unknown_option, "unknown option");
-    const char *const missing_out[] = {
-        "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy"), NULL};
+    /* run's inputs, then what each case adds. */
+#define RUN_QKV "run", "--q", tu_path("q.npy"), "--k", tu_path("k.npy"), "--v", tu_path("v.npy")
+    const char *const missing_out[] = {RUN_QKV, NULL};
     expect_usage_error("no --out", missing_out, "required");
-    const char *const same_out[] = {"run",
-                                    "--q",
-                                    tu_path("q.npy"),
-                                    "--k",
-                                    tu_path("k.npy"),
-                                    "--v",
-                                    tu_path("v.npy"),
-                                    "--out",
-                                    tu_path("o.npy"),
-                                    "--lse",
-                                    tu_path("o.npy"),
-                                    NULL};
+    const char *const same_out[] = {RUN_QKV, "--out",          tu_path("o.npy"),
+                                    "--lse", tu_path("o.npy"), NULL};
     expect_usage_error("--out = --lse", same_out, "same file");
     /* The same file spelled two ways, and an output over an input. */
-    const char *const same_out_spelled[] = {"run",
-                                            "--q",
-                                            tu_path("q.npy"),
-                                            "--k",
-                                            tu_path("k.npy"),
-                                            "--v",
-                                            tu_path("v.npy"),
-                                            "--out",
-                                            tu_path("o.npy"),
-                                            "--lse",
-                                            tu_path("./o.npy"),
-                                            NULL};
+    const char *const same_out_spelled[] = {
+        RUN_QKV, "--out", tu_path("o.npy"), "--lse", tu_path("./o.npy"), NULL};
     expect_usage_error("--out = ./--lse", same_out_spelled, "same file");
-    const char *const out_is_input[] = {"run",
-                                        "--q",
-                                        tu_path("q.npy"),
-                                        "--k",
-                                        tu_path("k.npy"),
-                                        "--v",
-                                        tu_path("v.npy"),
-                                        "--out",
-                                        tu_path("./k.npy"),
-                                        NULL};
+    const char *const out_is_input[] = {RUN_QKV, "--out", tu_path("./k.npy"), NULL};
     expect_usage_error("--out = --k", out_is_input, "input file of --k");
+#undef RUN_QKV
     const char *const check_bad[] = {"check", "--q", tu_path("q.npy"), "--atol", "-1", NULL};
     expect_usage_error("check --atol -1", check_bad, ">= 0");
     const char *const info_bad[] = {"info", "--head-dim", "100000", NULL};
